@@ -1,0 +1,397 @@
+"""The pipeline config: one YAML file drives local, cluster and Kubernetes runs.
+
+Every field is declared here with its description, so the models double as the reference.
+Errors come back as one `ConfigError` that names each dotted path and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cluster.errors import ConfigError
+
+HYPERPARAMETERS = ("lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnType(StrEnum):
+    int = "int"
+    float = "float"
+    string = "string"
+    category = "category"
+    timestamp = "timestamp"
+    bool = "bool"
+
+
+class Role(StrEnum):
+    id = "id"
+    feature = "feature"
+    label = "label"
+    timestamp = "timestamp"
+    pii = "pii"
+    sensitive = "sensitive"
+    ignore = "ignore"
+
+
+NUMERIC_TYPES = (ColumnType.int, ColumnType.float)
+
+
+class Column(Strict):
+    name: str = Field(min_length=1, description="Column name as it appears in the raw files.")
+    type: ColumnType = Field(description="Declared type; values that do not parse are rejected.")
+    role: Role = Field(Role.feature, description="What the column is for in the pipeline.")
+    nullable: bool = Field(True, description="Whether an empty value is allowed.")
+    min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
+    max: float | None = Field(None, description="Largest allowed value (numeric columns).")
+    categories: list[str] | None = Field(
+        None, description="Allowed values (required for type category)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Column:
+        numeric = self.type in NUMERIC_TYPES
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min/max only apply to int or float columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        if self.type == ColumnType.category and not self.categories:
+            raise ValueError("a category column needs a non-empty 'categories' list")
+        if self.categories is not None and self.type != ColumnType.category:
+            raise ValueError("categories only apply to type category")
+        if self.role in (Role.label, Role.id) and self.nullable:
+            raise ValueError(f"a {self.role} column cannot be nullable: set nullable: false")
+        return self
+
+
+class SyntheticSource(Strict):
+    kind: Literal["synthetic"] = Field(description="Generate the demo credit-risk dataset.")
+    rows: int = Field(200_000, ge=100, le=1_000_000_000, description="Rows to generate.")
+    files: int = Field(4, ge=1, le=10_000, description="Raw files (one Ray task each).")
+    bad_row_rate: float = Field(
+        0.01, ge=0.0, le=0.5, description="Share of rows planted with a defect."
+    )
+    format: Literal["csv", "parquet"] = Field("csv", description="Raw file format to write.")
+
+
+class FileSource(Strict):
+    kind: Literal["files"] = Field(description="Read raw files from disk.")
+    path: str = Field(description="A file, a directory or a glob of raw files.")
+    format: Literal["csv", "parquet", "json"] | None = Field(
+        None, description="File format; inferred from the suffix when omitted."
+    )
+
+
+class DataConfig(Strict):
+    source: Annotated[SyntheticSource | FileSource, Field(discriminator="kind")]
+    columns: list[Column] = Field(min_length=2, description="The declared schema.")
+
+    @model_validator(mode="after")
+    def _roles(self) -> DataConfig:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {dupes}")
+        for role in (Role.id, Role.label):
+            count = sum(c.role == role for c in self.columns)
+            if count != 1:
+                raise ValueError(f"exactly one column needs role '{role}', found {count}")
+        if not any(c.role == Role.feature for c in self.columns):
+            raise ValueError("at least one column needs role 'feature'")
+        for c in self.columns:
+            if c.role == Role.feature and c.type not in (*NUMERIC_TYPES, ColumnType.category,
+                                                         ColumnType.bool):
+                raise ValueError(
+                    f"feature column '{c.name}' has type {c.type}; features must be "
+                    "int, float, bool or category (use role ignore/pii for free text)"
+                )
+        return self
+
+    def by_role(self, role: Role) -> list[Column]:
+        return [c for c in self.columns if c.role == role]
+
+    @property
+    def label(self) -> Column:
+        return self.by_role(Role.label)[0]
+
+    @property
+    def id(self) -> Column:
+        return self.by_role(Role.id)[0]
+
+
+class SplitConfig(Strict):
+    train: float = Field(0.7, gt=0, lt=1, description="Share of ids in the training split.")
+    val: float = Field(0.15, gt=0, lt=1, description="Share used to pick hyper-parameters.")
+    test: float = Field(0.15, gt=0, lt=1, description="Held-out share for evaluation.")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class EtlConfig(Strict):
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    pii: Literal["drop", "hash"] = Field(
+        "drop", description="What happens to pii columns: dropped, or keyed-hashed."
+    )
+    pii_key_env: str = Field(
+        "RELAY_PII_KEY", description="Environment variable holding the secret for pii: hash."
+    )
+    max_reject_rate: float = Field(
+        0.2, ge=0, le=1, description="Fail the stage when more rows than this are rejected."
+    )
+
+
+class ModelConfig(Strict):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Registered model name in the MLflow registry.",
+    )
+    task: Literal["classification", "regression"] = Field(
+        "classification", description="classification needs a category label."
+    )
+
+
+class SearchParam(Strict):
+    type: Literal["choice", "grid", "uniform", "loguniform", "randint"]
+    values: list[float | int | str] | None = Field(None, description="For choice and grid.")
+    low: float | None = Field(None, description="For uniform, loguniform and randint.")
+    high: float | None = Field(None, description="For uniform, loguniform and randint.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchParam:
+        if self.type in ("choice", "grid"):
+            if not self.values:
+                raise ValueError(f"{self.type} needs a non-empty 'values' list")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"{self.type} needs 'low' and 'high'")
+            if self.low >= self.high:
+                raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+            if self.type == "loguniform" and self.low <= 0:
+                raise ValueError("loguniform needs low > 0")
+        return self
+
+
+def _default_space() -> dict[str, SearchParam]:
+    return {
+        "lr": SearchParam(type="loguniform", low=1e-3, high=3e-2),
+        "hidden_size": SearchParam(type="choice", values=[32, 64]),
+        "depth": SearchParam(type="choice", values=[1, 2]),
+        "weight_decay": SearchParam(type="loguniform", low=1e-6, high=1e-3),
+    }
+
+
+class TuneConfig(Strict):
+    num_samples: int = Field(4, ge=1, description="Trials to sample (per grid point).")
+    max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
+    metric: Literal["val_loss", "val_accuracy", "val_rmse"] = Field(
+        "val_loss", description="Metric that ranks trials."
+    )
+    mode: Literal["min", "max"] = Field("min", description="Whether the metric is minimised.")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="Early stopping scheduler.")
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped.")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: halving rate.")
+    search_space: dict[str, SearchParam] = Field(
+        default_factory=_default_space,
+        description=f"Hyper-parameters to search; keys among {list(HYPERPARAMETERS)}.",
+    )
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> TuneConfig:
+        unknown = sorted(set(self.search_space) - set(HYPERPARAMETERS))
+        if unknown:
+            raise ValueError(
+                f"unknown hyper-parameter(s) {unknown}; expected keys among {list(HYPERPARAMETERS)}"
+            )
+        return self
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(6, ge=1, le=10_000, description="Epochs per trial (ASHA time unit).")
+    batch_size: int = Field(512, ge=1, description="Default batch size if not searched.")
+    hidden_size: int = Field(64, ge=1, description="Default width if not searched.")
+    depth: int = Field(2, ge=1, le=16, description="Default hidden layers if not searched.")
+    lr: float = Field(3e-3, gt=0, description="Default learning rate if not searched.")
+    weight_decay: float = Field(0.0, ge=0, description="Default weight decay if not searched.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Default dropout if not searched.")
+    cpus_per_trial: float = Field(1, gt=0, description="CPUs reserved by each trial.")
+    workers_per_trial: Literal[1] = Field(
+        1, description="Data-parallel workers per trial (1: plain Tune function trainable)."
+    )
+    use_gpu: Literal["auto", "true", "false"] = Field(
+        "auto", description="auto: one GPU per trial when the cluster has GPUs."
+    )
+
+
+class ServeConfig(Strict):
+    host: str = Field("127.0.0.1", description="HTTP bind address of the Serve proxy.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
+    route_prefix: str = Field(
+        "/model", pattern=r"^/[A-Za-z0-9_\-/]*$", description="Route; predict is at <route>/predict."
+    )
+    num_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
+    max_batch_size: int = Field(16, ge=1, description="@serve.batch batch size.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="@serve.batch wait.")
+    max_ongoing_requests: int = Field(32, ge=1, description="Per-replica request cap.")
+    alias: str = Field("champion", description="Registry alias the endpoint serves.")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServeConfig:
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                f"({self.max_batch_size}), otherwise batches are capped below the batch size"
+            )
+        return self
+
+
+class TrackingConfig(Strict):
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite in state_dir.",
+    )
+    experiment: str = Field("relay", min_length=1, description="MLflow experiment name.")
+
+
+class RuntimeConfig(Strict):
+    address: str | None = Field(
+        None, description="Ray cluster address; default RAY_ADDRESS, else an embedded local Ray."
+    )
+    num_cpus: int = Field(2, ge=1, description="CPUs of the embedded local Ray.")
+    object_store_mb: int = Field(512, ge=64, description="Object store of the embedded Ray.")
+    state_dir: str = Field(".relay", description="Datasets, MLflow store and checkpoints.")
+
+
+class RelayConfig(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Pipeline name.")
+    seed: int = Field(0, ge=0, description="The one seed every stage derives its seeds from.")
+    data: DataConfig
+    etl: EtlConfig = Field(default_factory=EtlConfig)
+    model: ModelConfig
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _task_matches_label(self) -> RelayConfig:
+        label = self.data.label
+        if self.model.task == "classification" and label.type != ColumnType.category:
+            raise ValueError(
+                f"model.task classification needs the label '{label.name}' to be type category "
+                f"with its classes listed (it is {label.type}); or set model.task: regression"
+            )
+        if self.model.task == "regression" and label.type not in NUMERIC_TYPES:
+            raise ValueError(f"model.task regression needs a numeric label, not {label.type}")
+        wanted = {"classification": ("val_loss", "val_accuracy"), "regression": ("val_loss",
+                                                                                 "val_rmse")}
+        if self.tune.metric not in wanted[self.model.task]:
+            raise ValueError(
+                f"tune.metric {self.tune.metric} does not apply to {self.model.task}; "
+                f"use one of {list(wanted[self.model.task])}"
+            )
+        return self
+
+    def digest(self) -> str:
+        """sha256 of the canonical config: two runs with the same digest ran the same config."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RelayConfig:
+    """Read and validate a YAML config; every problem comes back as one ConfigError."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must contain a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> RelayConfig:
+    try:
+        return RelayConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {x}" for x in lines)) from None
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("synthetic", "files"))
+    loc = loc or "(top level)"
+    if err["type"] == "extra_forbidden":
+        parent, _, field = loc.rpartition(".")
+        valid = _fields_at([p for p in err["loc"][:-1]])
+        hint = difflib.get_close_matches(field, valid, n=1)
+        suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+        return f"{loc}: unknown field; {suggestion}valid fields: {', '.join(valid)}"
+    if err["type"] == "missing":
+        return f"{loc}: required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def _fields_at(loc: list[Any]) -> list[str]:
+    """Valid field names of the model found at a validation-error location."""
+    model: Any = RelayConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        if isinstance(part, str) and part in ("synthetic", "files"):
+            model = SyntheticSource if part == "synthetic" else FileSource
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        model = _model_in(field.annotation) if field else None
+    return sorted(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _model_in(typing.get_args(annotation)[0])
+    if origin in (list, dict):
+        return _model_in(typing.get_args(annotation)[-1])
+    if origin in (Union, types.UnionType):
+        return None  # discriminated unions are resolved by their tag in the location
+    return None

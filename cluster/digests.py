@@ -1,0 +1,21 @@
+"""Content digests: the one way relay names files and folders by what is in them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def folder_sha256(root: Path, relpaths: Iterable[str]) -> str:
+    """sha256 over `relpath:sha256` lines in sorted order: names and bytes both count."""
+    lines = "".join(f"{rel}:{file_sha256(root / rel)}\n" for rel in sorted(relpaths))
+    return hashlib.sha256(lines.encode()).hexdigest()

@@ -1,0 +1,52 @@
+"""Domain errors the CLI turns into one clear message and a documented exit code."""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base class: the message is meant for the user, the traceback is not."""
+
+    exit_code = 1
+
+
+class ConfigError(RelayError):
+    """The config (or a CLI argument) is invalid; the message names the field and the fix."""
+
+    exit_code = 2
+
+
+class DataQualityError(RelayError):
+    """The data broke a declared rule badly enough that continuing would hide it."""
+
+    exit_code = 3
+
+
+class GateFailedError(RelayError):
+    """A promotion gate failed; the model was registered but not promoted."""
+
+    exit_code = 4
+
+
+class ClusterUnreachableError(RelayError):
+    """Ray or the tracking server could not be reached."""
+
+    exit_code = 5
+
+
+class ServingError(RelayError):
+    """The model could not be served (bad artifact, hash mismatch, endpoint not healthy)."""
+
+    exit_code = 6
+
+
+EXIT_CODES: dict[str, int] = {
+    cls.__name__: cls.exit_code
+    for cls in (
+        RelayError,
+        ConfigError,
+        DataQualityError,
+        GateFailedError,
+        ClusterUnreachableError,
+        ServingError,
+    )
+}

@@ -1,0 +1,94 @@
+"""Connecting to Ray: a private embedded local Ray by default, or an existing cluster by address."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from cluster.config import RuntimeConfig
+from cluster.errors import ClusterUnreachableError
+
+log = logging.getLogger(__name__)
+
+# Quiet, offline-friendly defaults; a user's own environment always wins.
+_ENV_DEFAULTS = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+}
+
+
+@dataclass
+class RayInfo:
+    """What the pipeline records about the cluster it ran on."""
+
+    address: str
+    embedded: bool
+    resources: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_gpus(self) -> float:
+        return self.resources.get("GPU", 0.0)
+
+
+def resolve_address(cfg: RuntimeConfig, address: str | None = None) -> str | None:
+    """CLI flag, then config, then RAY_ADDRESS; None means an embedded local Ray."""
+    return address or cfg.address or os.environ.get("RAY_ADDRESS") or None
+
+
+@contextmanager
+def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayInfo]:
+    """Yield a connected Ray; shut it down afterwards only if this call started it.
+
+    An already initialised Ray (a test fixture, a notebook, a Ray job driver) is reused as is.
+    """
+    import ray
+
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if ray.is_initialized():
+        yield _info(ray, embedded=False)
+        return
+    target = resolve_address(cfg, address)
+    temp_dir = None
+    try:
+        if target:
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
+        else:
+            # A private cluster: never attach to whatever /tmp/ray/ray_current_cluster names.
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            temp_dir = tempfile.mkdtemp(prefix="relay-ray-")
+            ray.init(
+                address="local",
+                num_cpus=cfg.num_cpus,
+                include_dashboard=False,
+                object_store_memory=cfg.object_store_mb * 1024 * 1024,
+                _temp_dir=temp_dir,
+                logging_level=logging.WARNING,
+            )
+    except (ConnectionError, TimeoutError) as exc:
+        raise ClusterUnreachableError(
+            f"could not connect to Ray at {target!r}: {exc}. Check the address (ray://, "
+            "host:port or 'auto'), that the cluster is up, and RAY_AUTH_TOKEN if it uses token auth"
+        ) from None
+    try:
+        yield _info(ray, embedded=target is None)
+    finally:
+        ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _info(ray_module, embedded: bool) -> RayInfo:
+    ctx = ray_module.get_runtime_context()
+    return RayInfo(
+        address=ctx.gcs_address,
+        embedded=embedded,
+        resources={k: float(v) for k, v in ray_module.cluster_resources().items()
+                   if "node:" not in k},
+    )
