@@ -113,8 +113,11 @@ class DataConfig(Strict):
         if not any(c.role == Role.feature for c in self.columns):
             raise ValueError("at least one column needs role 'feature'")
         for c in self.columns:
-            if c.role == Role.feature and c.type not in (*NUMERIC_TYPES, ColumnType.category,
-                                                         ColumnType.bool):
+            if c.role == Role.feature and c.type not in (
+                *NUMERIC_TYPES,
+                ColumnType.category,
+                ColumnType.bool,
+            ):
                 raise ValueError(
                     f"feature column '{c.name}' has type {c.type}; features must be "
                     "int, float, bool or category (use role ignore/pii for free text)"
@@ -245,7 +248,9 @@ class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="HTTP bind address of the Serve proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
     route_prefix: str = Field(
-        "/model", pattern=r"^/[A-Za-z0-9_\-/]*$", description="Route; predict is at <route>/predict."
+        "/model",
+        pattern=r"^/[A-Za-z0-9_\-/]*$",
+        description="Route; predict is at <route>/predict.",
     )
     num_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
     max_batch_size: int = Field(16, ge=1, description="@serve.batch batch size.")
@@ -302,8 +307,10 @@ class RelayConfig(Strict):
             )
         if self.model.task == "regression" and label.type not in NUMERIC_TYPES:
             raise ValueError(f"model.task regression needs a numeric label, not {label.type}")
-        wanted = {"classification": ("val_loss", "val_accuracy"), "regression": ("val_loss",
-                                                                                 "val_rmse")}
+        wanted = {
+            "classification": ("val_loss", "val_accuracy"),
+            "regression": ("val_loss", "val_rmse"),
+        }
         if self.tune.metric not in wanted[self.model.task]:
             raise ValueError(
                 f"tune.metric {self.tune.metric} does not apply to {self.model.task}; "
@@ -338,7 +345,9 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RelayConfig:
         return RelayConfig.model_validate(raw)
     except ValidationError as exc:
         lines = [_describe(err) for err in exc.errors()]
-        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {x}" for x in lines)) from None
+        raise ConfigError(
+            f"{source} is invalid:\n" + "\n".join(f"  - {x}" for x in lines)
+        ) from None
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -353,7 +362,7 @@ def _describe(err: Any) -> str:
     loc = ".".join(str(p) for p in err["loc"] if p not in ("synthetic", "files"))
     loc = loc or "(top level)"
     if err["type"] == "extra_forbidden":
-        parent, _, field = loc.rpartition(".")
+        field = loc.rpartition(".")[2]
         valid = _fields_at([p for p in err["loc"][:-1]])
         hint = difflib.get_close_matches(field, valid, n=1)
         suggestion = f"did you mean '{hint[0]}'? " if hint else ""

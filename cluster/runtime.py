@@ -89,6 +89,7 @@ def _info(ray_module, embedded: bool) -> RayInfo:
     return RayInfo(
         address=ctx.gcs_address,
         embedded=embedded,
-        resources={k: float(v) for k, v in ray_module.cluster_resources().items()
-                   if "node:" not in k},
+        resources={
+            k: float(v) for k, v in ray_module.cluster_resources().items() if "node:" not in k
+        },
     )

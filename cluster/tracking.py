@@ -42,31 +42,43 @@ def default_artifact_root(cfg: RelayConfig) -> str | None:
 class Tracker:
     """One MLflow client bound to one tracking URI and experiment."""
 
-    def __init__(self, uri: str, experiment: str, artifact_root: str | None = None):
+    def __init__(self, uri: str, experiment_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @classmethod
+    def open(cls, uri: str, experiment: str, artifact_root: str | None = None) -> Tracker:
+        """Find or create the experiment; an unusable store is a ClusterUnreachableError."""
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        from mlflow.tracking import MlflowClient
-
-        self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        tracker = cls(uri, "")
         try:
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (
+            found = tracker.client.get_experiment_by_name(experiment)
+            tracker.experiment_id = (
                 found.experiment_id
                 if found
-                else self.client.create_experiment(experiment, artifact_location=artifact_root)
+                else tracker.client.create_experiment(experiment, artifact_location=artifact_root)
             )
         except Exception as exc:  # MLflow raises many types for an unreachable store
             raise ClusterUnreachableError(f"MLflow tracking store {uri} unusable: {exc}") from None
+        return tracker
 
     @classmethod
     def from_config(cls, cfg: RelayConfig) -> Tracker:
-        return cls(tracking_uri(cfg), cfg.tracking.experiment, default_artifact_root(cfg))
+        return cls.open(tracking_uri(cfg), cfg.tracking.experiment, default_artifact_root(cfg))
 
-    def start(self, name: str, parent: str | None = None, tags: Mapping[str, str] | None = None,
-              stage: str | None = None) -> str:
+    def start(
+        self,
+        name: str,
+        parent: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        stage: str | None = None,
+    ) -> str:
         all_tags = dict(tags or {})
         if parent:
             all_tags[PARENT_TAG] = parent
@@ -76,8 +88,13 @@ class Tracker:
         return run.info.run_id
 
     @contextmanager
-    def run(self, name: str, parent: str | None = None, tags: Mapping[str, str] | None = None,
-            stage: str | None = None) -> Iterator[str]:
+    def run(
+        self,
+        name: str,
+        parent: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        stage: str | None = None,
+    ) -> Iterator[str]:
         """A run that ends FINISHED, or FAILED (re-raising) when the block raises."""
         run_id = self.start(name, parent, tags, stage)
         try:
@@ -87,9 +104,14 @@ class Tracker:
             raise
         self.client.set_terminated(run_id, "FINISHED")
 
-    def log(self, run_id: str, params: Mapping[str, Any] | None = None,
-            metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
-            step: int = 0) -> None:
+    def log(
+        self,
+        run_id: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        step: int = 0,
+    ) -> None:
         """Everything in one batched call."""
         from mlflow.entities import Metric, Param, RunTag
 
@@ -120,16 +142,22 @@ def provenance_tags() -> dict[str, str]:
     try:
         commit = _git("rev-parse", "HEAD")
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-        tags.update({"mlflow.source.git.commit": commit, "relay.git_commit": commit,
-                     "relay.git_dirty": str(dirty).lower()})
+        tags.update(
+            {
+                "mlflow.source.git.commit": commit,
+                "relay.git_commit": commit,
+                "relay.git_dirty": str(dirty).lower(),
+            }
+        )
     except (OSError, subprocess.CalledProcessError):
         tags["relay.git_commit"] = "unknown"
     return tags
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout.strip()
+    return subprocess.run(
+        ["git", *args], check=True, capture_output=True, text=True, timeout=10
+    ).stdout.strip()
 
 
 def _relay_version() -> str:

@@ -68,10 +68,17 @@ def run(cfg: RelayConfig, tracker: Tracker, parent: str | None) -> Dataset:
         counts = meta["counts"]
         tracker.log(
             run_id,
-            params={"source": cfg.data.source.kind, "files": len(meta["manifest"]),
-                    "pii": cfg.etl.pii, "split": json.dumps(meta["split"])},
-            metrics={**counts, "reject_rate": meta["reject_rate"],
-                     **{f"rejects.{k.replace(':', '.')}": v for k, v in meta["reasons"].items()}},
+            params={
+                "source": cfg.data.source.kind,
+                "files": len(meta["manifest"]),
+                "pii": cfg.etl.pii,
+                "split": json.dumps(meta["split"]),
+            },
+            metrics={
+                **counts,
+                "reject_rate": meta["reject_rate"],
+                **{f"rejects.{k.replace(':', '.')}": v for k, v in meta["reasons"].items()},
+            },
             tags={"relay.dataset_digest": dataset.digest, "relay.dataset_path": str(dataset.path)},
         )
         tracker.client.log_artifact(run_id, str(dataset.path / META))
@@ -98,8 +105,9 @@ def build(cfg: RelayConfig) -> Dataset:
     for sub in (*SPLITS, REJECTS):
         (tmp / sub).mkdir(parents=True)
     task = ray.remote(num_cpus=1)(_process_file)
-    parts = ray.get([task.remote(str(p), fmt, i, str(tmp), cfg, pii_key)
-                     for i, (p, fmt) in enumerate(files)])
+    parts = ray.get(
+        [task.remote(str(p), fmt, i, str(tmp), cfg, pii_key) for i, (p, fmt) in enumerate(files)]
+    )
 
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -144,8 +152,9 @@ def build(cfg: RelayConfig) -> Dataset:
     return Dataset.open(final)
 
 
-def _process_file(path: str, fmt: str, index: int, out: str, cfg: RelayConfig,
-                  pii_key: bytes | None) -> dict[str, Any]:
+def _process_file(
+    path: str, fmt: str, index: int, out: str, cfg: RelayConfig, pii_key: bytes | None
+) -> dict[str, Any]:
     """Runs in a Ray task: one raw file in, its share of every split and its rejects out."""
     columns = cfg.data.columns
     names = [c.name for c in columns]
@@ -156,10 +165,16 @@ def _process_file(path: str, fmt: str, index: int, out: str, cfg: RelayConfig,
 
     bucket = split_buckets(good.column(cfg.data.id.name), cfg.seed)
     bounds = np.cumsum([cfg.etl.split.train, cfg.etl.split.val])
-    masks = {"train": bucket < bounds[0], "val": (bucket >= bounds[0]) & (bucket < bounds[1]),
-             "test": bucket >= bounds[1]}
-    counts = {"rows_in": table.num_rows, "rows_out": good.num_rows,
-              "rows_rejected": checked.rejects.num_rows}
+    masks = {
+        "train": bucket < bounds[0],
+        "val": (bucket >= bounds[0]) & (bucket < bounds[1]),
+        "test": bucket >= bounds[1],
+    }
+    counts = {
+        "rows_in": table.num_rows,
+        "rows_out": good.num_rows,
+        "rows_rejected": checked.rejects.num_rows,
+    }
     name = f"part-{index:05d}.parquet"
     parts = {split: good.filter(pa.array(mask)) for split, mask in masks.items()}
     for split, part in parts.items():
@@ -171,8 +186,13 @@ def _process_file(path: str, fmt: str, index: int, out: str, cfg: RelayConfig,
         "reasons": dict(checked.reasons),
         "stats": _partial_stats(parts["train"], cfg),
         "undeclared": sorted(set(table.column_names) - set(names)),
-        "manifest": {"path": path, "format": fmt, "bytes": os.path.getsize(path),
-                     "sha256": file_sha256(Path(path)), "rows": table.num_rows},
+        "manifest": {
+            "path": path,
+            "format": fmt,
+            "bytes": os.path.getsize(path),
+            "sha256": file_sha256(Path(path)),
+            "rows": table.num_rows,
+        },
     }
 
 
@@ -214,8 +234,11 @@ def _pii_key(cfg: RelayConfig) -> bytes | None:
 
 
 def _numeric_columns(cfg: RelayConfig) -> list[str]:
-    cols = [c.name for c in cfg.data.by_role(Role.feature)
-            if c.type in (*NUMERIC_TYPES, ColumnType.bool)]
+    cols = [
+        c.name
+        for c in cfg.data.by_role(Role.feature)
+        if c.type in (*NUMERIC_TYPES, ColumnType.bool)
+    ]
     if cfg.model.task == "regression":
         cols.append(cfg.data.label.name)
     return cols
@@ -246,13 +269,19 @@ def feature_spec(cfg: RelayConfig, partials: list[dict[str, list[float]]]) -> di
     features = cfg.data.by_role(Role.feature)
     label = cfg.data.label
     return {
-        "numeric": [{"name": c.name, **moments[c.name]} for c in features
-                    if c.type != ColumnType.category],
-        "categorical": [{"name": c.name, "vocab": list(c.categories or [])} for c in features
-                        if c.type == ColumnType.category],
-        "label": ({"name": label.name, "classes": list(label.categories or [])}
-                  if cfg.model.task == "classification"
-                  else {"name": label.name, **moments[label.name]}),
+        "numeric": [
+            {"name": c.name, **moments[c.name]} for c in features if c.type != ColumnType.category
+        ],
+        "categorical": [
+            {"name": c.name, "vocab": list(c.categories or [])}
+            for c in features
+            if c.type == ColumnType.category
+        ],
+        "label": (
+            {"name": label.name, "classes": list(label.categories or [])}
+            if cfg.model.task == "classification"
+            else {"name": label.name, **moments[label.name]}
+        ),
     }
 
 

@@ -10,19 +10,27 @@ import pyarrow as pa
 from cluster.config import FileSource
 from cluster.errors import ConfigError, DataQualityError
 
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json",
-            ".jsonl": "json", ".ndjson": "json"}
+SUFFIXES = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
 
 
 def resolve_files(source: FileSource) -> list[tuple[Path, str]]:
     """(path, format) for every file the source names, in a stable order."""
     path = Path(source.path).expanduser()
     if path.is_dir():
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(
-            (".", "_")))
+        candidates = sorted(
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+        )
     elif any(ch in source.path for ch in "*?["):
-        candidates = sorted(Path(p) for p in glob.glob(str(path), recursive=True)
-                            if Path(p).is_file())
+        candidates = sorted(
+            Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()
+        )
     elif path.is_file():
         candidates = [path]
     else:

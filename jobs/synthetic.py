@@ -67,10 +67,12 @@ def generate(source: SyntheticSource, seed: int, root: Path) -> tuple[list[Path]
     return files, json.loads(done.read_text())
 
 
-def _write_part(folder: str, index: int, start: int, stop: int, seed: int,
-                source: SyntheticSource) -> dict[str, int]:
-    table, planted = make_rows(start, stop, derive_seed(seed, "synthetic", index),
-                               source.bad_row_rate)
+def _write_part(
+    folder: str, index: int, start: int, stop: int, seed: int, source: SyntheticSource
+) -> dict[str, int]:
+    table, planted = make_rows(
+        start, stop, derive_seed(seed, "synthetic", index), source.bad_row_rate
+    )
     path = Path(folder) / f"part-{index:05d}.{source.format}"
     if source.format == "csv":
         from pyarrow import csv
@@ -83,8 +85,9 @@ def _write_part(folder: str, index: int, start: int, stop: int, seed: int,
     return planted
 
 
-def make_rows(start: int, stop: int, seed: int, bad_row_rate: float
-              ) -> tuple[pa.Table, dict[str, int]]:
+def make_rows(
+    start: int, stop: int, seed: int, bad_row_rate: float
+) -> tuple[pa.Table, dict[str, int]]:
     """Rows start..stop-1 as raw strings (as a CSV landing zone holds them)."""
     rng = np.random.default_rng(seed)
     n = stop - start
@@ -110,7 +113,7 @@ def make_rows(start: int, stop: int, seed: int, bad_row_rate: float
     )
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     seconds = rng.integers(0, 2 * 365 * 86400, n)
-    stamps = (np.datetime64("2024-01-01T00:00:00") + seconds.astype("timedelta64[s]"))
+    stamps = np.datetime64("2024-01-01T00:00:00") + seconds.astype("timedelta64[s]")
     first = rng.integers(0, len(NAMES), n)
 
     columns: dict[str, list[str | None]] = {
@@ -129,8 +132,12 @@ def make_rows(start: int, stop: int, seed: int, bad_row_rate: float
         "defaulted": [str(d) for d in defaulted],
     }
     # Legitimate missing values in nullable columns: not defects.
-    for name, rate in (("income", 0.02), ("credit_score", 0.01), ("employment_years", 0.01),
-                       ("email", 0.01)):
+    for name, rate in (
+        ("income", 0.02),
+        ("credit_score", 0.01),
+        ("employment_years", 0.01),
+        ("email", 0.01),
+    ):
         for row in np.nonzero(rng.random(n) < rate)[0]:
             columns[name][row] = None
 
@@ -143,4 +150,3 @@ def make_rows(start: int, stop: int, seed: int, bad_row_rate: float
         planted[f"{column}:{reason}"] += 1
     table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
     return table, dict(planted)
-

@@ -72,12 +72,14 @@ def validate(table: pa.Table, columns: list[Column], source: str) -> Validated:
     keep = pa.array(~bad)
     good = pa.table(typed).filter(keep)
     taken = pa.array(bad_rows, type=pa.int64())
-    rejects = pa.table({
-        **{c.name: table.column(c.name).cast(pa.string()).take(taken) for c in columns},
-        REASONS_COLUMN: pa.array([";".join(r) for r in reasons], type=pa.string()),
-        ROW_COLUMN: taken,
-        SOURCE_COLUMN: pa.array([source] * len(bad_rows), type=pa.string()),
-    })
+    rejects = pa.table(
+        {
+            **{c.name: table.column(c.name).cast(pa.string()).take(taken) for c in columns},
+            REASONS_COLUMN: pa.array([";".join(r) for r in reasons], type=pa.string()),
+            ROW_COLUMN: taken,
+            SOURCE_COLUMN: pa.array([source] * len(bad_rows), type=pa.string()),
+        }
+    )
     return Validated(good=good, rejects=rejects, reasons=counts)
 
 
@@ -111,8 +113,11 @@ def parse(raw: pa.Array, kind: ColumnType) -> tuple[pa.Array, np.ndarray]:
         bad = ~_mask(ok) & _mask(pc.is_valid(text))
         values = pa.array([_BOOLS.get(v) for v in lowered.to_pylist()], type=pa.bool_())
         return values, bad
-    pattern = {ColumnType.int: _INTEGER, ColumnType.float: _NUMBER,
-               ColumnType.timestamp: _TIMESTAMP}[kind]
+    pattern = {
+        ColumnType.int: _INTEGER,
+        ColumnType.float: _NUMBER,
+        ColumnType.timestamp: _TIMESTAMP,
+    }[kind]
     ok = _mask(pc.match_substring_regex(text, pattern))
     bad = ~ok & _mask(pc.is_valid(text))
     clean = pc.if_else(pa.array(ok), text, None)
@@ -122,8 +127,9 @@ def parse(raw: pa.Array, kind: ColumnType) -> tuple[pa.Array, np.ndarray]:
         return _cast_each(clean, target, bad)
 
 
-def _cast_each(clean: pa.Array, target: pa.DataType, bad: np.ndarray
-               ) -> tuple[pa.Array, np.ndarray]:
+def _cast_each(
+    clean: pa.Array, target: pa.DataType, bad: np.ndarray
+) -> tuple[pa.Array, np.ndarray]:
     """Slow path for the rare file where a well-formed value still fails (month 13, overflow)."""
     values = []
     bad = bad.copy()

@@ -15,8 +15,9 @@ from serving.features import encode
 class MLP(nn.Module):
     """A plain multi-layer perceptron; its shape is fully described by the spec."""
 
-    def __init__(self, n_inputs: int, n_outputs: int, hidden_size: int, depth: int,
-                 dropout: float = 0.0):
+    def __init__(
+        self, n_inputs: int, n_outputs: int, hidden_size: int, depth: int, dropout: float = 0.0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = n_inputs

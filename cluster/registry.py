@@ -1,0 +1,51 @@
+"""The MLflow model registry as relay uses it: versions carry their bundle's sha256."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.bundle import read_bundle
+from cluster.errors import ServingError
+
+SHA_TAG = "relay.sha256"
+BUNDLE_PATH = "model"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: int
+    run_id: str
+    sha256: str
+
+
+def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef:
+    """`champion` (an alias) or `3` (a version number) -> the registered version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if str(alias_or_version).isdigit():
+            mv = client.get_model_version(name, str(alias_or_version))
+        else:
+            mv = client.get_model_version_by_alias(name, alias_or_version)
+    except MlflowException as exc:
+        raise ServingError(
+            f"model {name}@{alias_or_version} not found in the registry: {exc.message}"
+        ) from None
+    sha = (mv.tags or {}).get(SHA_TAG)
+    if not sha:
+        raise ServingError(
+            f"model {name} version {mv.version} has no {SHA_TAG} tag: it was not "
+            "registered by relay, so its integrity cannot be checked"
+        )
+    return ModelRef(name=name, version=int(mv.version), run_id=mv.run_id, sha256=sha)
+
+
+def load_verified(client: Any, ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Download the bundle and load it only if its digest matches the registry record."""
+    with tempfile.TemporaryDirectory(prefix="relay-model-") as tmp:
+        local = client.download_artifacts(ref.run_id, BUNDLE_PATH, tmp)
+        return read_bundle(Path(local), ref.sha256)

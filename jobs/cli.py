@@ -1,0 +1,190 @@
+"""The `relay` command line.
+
+Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed,
+5 Ray or tracking unreachable, 6 serving failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cluster.config import load_config
+from cluster.errors import RelayError
+
+app = typer.Typer(
+    help="relay: one config, one CLI, one lineage trail, from raw data to a served model.\n\n"
+    "Example: relay run configs/demo.yaml --json",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray address; default RAY_ADDRESS, else an embedded local Ray"),
+    ] = None,
+    until: Annotated[
+        str, typer.Option(help="Last stage: etl, tune, evaluate, register or deploy")
+    ] = "deploy",
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the endpoint up after the run (embedded Ray: until Ctrl-C)"
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
+) -> None:
+    """Run the pipeline: ETL, tuning, evaluation, registration, serving, one prediction.
+
+    Example: relay run configs/demo.yaml --json
+    """
+    raise typer.Exit(
+        run_command(
+            config, address=address, until=until, as_json=as_json, debug=debug, keep_serving=serve
+        )
+    )
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Check a config without running anything.
+
+    Example: relay validate configs/ci.yaml
+    """
+    try:
+        cfg = load_config(config)
+    except RelayError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")
+
+
+def run_command(
+    config: Path,
+    *,
+    address: str | None = None,
+    until: str = "deploy",
+    as_json: bool = False,
+    debug: bool = False,
+    keep_serving: bool = False,
+) -> int:
+    """Shared by `relay run` and `python -m jobs.<stage>`: returns the exit code."""
+    from jobs import pipeline
+
+    def report(summary: dict[str, Any]) -> None:
+        if as_json:
+            print(json.dumps(summary, default=str), flush=True)
+        else:
+            print_summary(summary, keep_serving)
+
+    try:
+        if until not in pipeline.STAGES:
+            from cluster.errors import ConfigError
+
+            raise ConfigError(
+                f"--until: expected one of {', '.join(pipeline.STAGES)}, got {until!r}"
+            )
+        cfg = load_config(config)
+        pipeline.run(
+            cfg,
+            address=address,
+            until=until,
+            keep_serving=keep_serving,
+            on_stage=lambda s: err.print(f"[dim]relay ▸ {s}[/dim]"),
+            on_summary=report,
+        )
+    except RelayError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(
+            f"[red]unexpected error:[/red] {type(exc).__name__}: {exc}\n"
+            "Rerun with --debug for the traceback.",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
+    rows = s.get("rows", {})
+    out.print(
+        f"\n[bold]relay pipeline '{s['pipeline']}'[/bold] finished in {s['total_seconds']:.1f} s"
+    )
+    out.print(
+        f"  dataset    {s['dataset_digest'][:16]}…  {rows.get('rows_out', 0):,} rows, "
+        f"{rows.get('rows_rejected', 0):,} quarantined  ({s['dataset_path']})"
+    )
+    if "best_hyperparameters" in s:
+        hp = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in s["best_hyperparameters"].items()
+        )
+        out.print(f"  best trial {hp}  ({s['trials']} trials)")
+    if "test_metrics" in s:
+        metrics = "  ".join(
+            f"{k.removeprefix('test_')} {v:.4f}"
+            for k, v in s["test_metrics"].items()
+            if k != "test_rows"
+        )
+        out.print(f"  test       {metrics}")
+    if "model_version" in s:
+        out.print(
+            f"  model      {s['model_name']} version {s['model_version']} "
+            f"(@{s['model_alias']}, sha256 {s['model_sha256'][:16]}…)"
+        )
+    if "endpoint" in s:
+        p = s["prediction"]
+        out.print(f"  endpoint   POST {s['endpoint']}")
+        out.print(f"  prediction {json.dumps(p['response'])}")
+        out.print(f"             for {json.dumps(p['request'])}")
+        out.print(f"             matches the offline model: {p['matches_offline']}")
+    table = Table(title="stage timings (s)", show_header=True)
+    for name in s["stage_seconds"]:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+    table.add_row(*(f"{v:.2f}" for v in s["stage_seconds"].values()), f"{s['total_seconds']:.2f}")
+    out.print(table)
+    uri = s["tracking_uri"]
+    ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+    out.print(f"  MLflow     {ui}  → experiment {s['experiment_id']}, run {s['pipeline_run_id']}")
+    if "endpoint" in s:
+        out.print(
+            "  serving until Ctrl-C"
+            if keep_serving
+            else "  endpoint shut down (pass --serve to keep it running)"
+        )
+
+
+def main() -> None:
+    app(prog_name="relay")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

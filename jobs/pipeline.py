@@ -1,0 +1,199 @@
+"""The pipeline: ETL -> tune -> evaluate -> register -> deploy -> one real prediction.
+
+One MLflow parent run per pipeline; each stage is a child run (trials nest under tune), so the
+trail from raw files to the served version is in the tracking store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.config import RelayConfig
+from cluster.runtime import RayInfo, ray_session
+from cluster.tracking import Tracker, provenance_tags
+
+STAGES = ("etl", "tune", "evaluate", "register", "deploy")
+
+
+def run(
+    cfg: RelayConfig,
+    *,
+    address: str | None = None,
+    until: str = "deploy",
+    keep_serving: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the stages up to `until`; return the summary the CLI prints.
+
+    With `keep_serving`, the endpoint stays up: on an embedded Ray this call then waits for
+    Ctrl-C (the local cluster lives only as long as this process) after `on_summary`.
+    """
+    from jobs import deploy, etl, evaluate, register, tune
+
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {STAGES}")
+    wanted = STAGES[: STAGES.index(until) + 1]
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {"pipeline": cfg.name, "config_digest": cfg.digest()}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        if on_stage:
+            on_stage(name)
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 2)
+
+    if on_stage:
+        on_stage("ray")
+    with ray_session(cfg.runtime, address) as info:
+        timings["ray"] = round(time.perf_counter() - started, 2)
+        tracker = Tracker.from_config(cfg)
+        with tracker.run(f"pipeline-{cfg.name}", stage="pipeline", tags=provenance_tags()) as pid:
+            _record_start(tracker, pid, cfg, info)
+            summary.update(
+                pipeline_run_id=pid, tracking_uri=tracker.uri, experiment_id=tracker.experiment_id
+            )
+            with stage("etl"):
+                dataset = etl.run(cfg, tracker, pid)
+            summary.update(
+                dataset_digest=dataset.digest,
+                dataset_path=str(dataset.path),
+                rows=dataset.meta["counts"],
+                rejects=dataset.meta["reasons"],
+            )
+            if "tune" in wanted:
+                with stage("tune"):
+                    outcome = tune.run(cfg, tracker, pid, dataset, info)
+                summary.update(
+                    best_hyperparameters=outcome.hyperparameters,
+                    best_val=outcome.metrics,
+                    trials=outcome.trials,
+                )
+            if "evaluate" in wanted:
+                with stage("evaluate"):
+                    evaluation = evaluate.run(cfg, tracker, pid, dataset, outcome)
+                summary["test_metrics"] = evaluation.metrics
+            if "register" in wanted:
+                with stage("register"):
+                    registered = register.run(cfg, tracker, pid, dataset, outcome, evaluation)
+                summary.update(
+                    model_name=registered.name,
+                    model_version=registered.version,
+                    model_alias=registered.alias,
+                    model_sha256=registered.sha256,
+                )
+            if "deploy" in wanted:
+                with stage("deploy"):
+                    deployment = deploy.run(cfg, tracker, pid, registered)
+                with stage("predict"):
+                    summary["prediction"] = sample_prediction(deployment, dataset, evaluation)
+                summary["endpoint"] = f"{deployment.endpoint}/predict"
+            summary["stage_seconds"] = timings
+            summary["total_seconds"] = round(time.perf_counter() - started, 2)
+            tracker.log(
+                pid,
+                metrics={f"seconds_{k}": v for k, v in timings.items()},
+                tags={
+                    "relay.dataset_digest": dataset.digest,
+                    "relay.model_version": summary.get("model_version", ""),
+                    "relay.endpoint": summary.get("endpoint", ""),
+                },
+            )
+            tracker.client.log_dict(pid, summary, "summary.json")
+        if on_summary:
+            on_summary(summary)
+        if "deploy" in wanted:
+            if keep_serving and info.embedded:
+                _wait_for_interrupt()
+            if not keep_serving or info.embedded:
+                deploy.teardown(deployment, embedded=info.embedded)
+    return summary
+
+
+def _record_start(tracker: Tracker, pid: str, cfg: RelayConfig, info: RayInfo) -> None:
+    tracker.log(
+        pid,
+        params={"config_digest": cfg.digest(), "seed": cfg.seed, "model_name": cfg.model.name},
+        tags={
+            "relay.config_digest": cfg.digest(),
+            "relay.ray_address": info.address,
+            "relay.ray_embedded": str(info.embedded).lower(),
+            "relay.cluster_resources": json.dumps(info.resources, sort_keys=True),
+        },
+    )
+    tracker.client.log_text(
+        pid, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
+    )
+
+
+def sample_prediction(deployment: Any, dataset: Any, evaluation: Any) -> dict[str, Any]:
+    """One real HTTP prediction on a held-out row, checked against the offline model."""
+    from jobs.deploy import get_json
+
+    names = [c["name"] for c in dataset.meta["input_schema"]]
+    record = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
+    response = get_json(f"{deployment.endpoint}/predict", record)
+    offline = evaluation.predictor().predict_records([record])[0]
+    return {
+        "request": record,
+        "response": response,
+        "matches_offline": predictions_match(response, offline),
+    }
+
+
+def predictions_match(served: dict[str, Any], offline: dict[str, Any], tol: float = 1e-5) -> bool:
+    if served["prediction"] != offline["prediction"] and "probabilities" in offline:
+        return False
+    if "probabilities" in offline:
+        return all(
+            abs(served["probabilities"][k] - v) <= tol for k, v in offline["probabilities"].items()
+        )
+    return abs(served["prediction"] - offline["prediction"]) <= tol * max(
+        1.0, abs(offline["prediction"])
+    )
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+def stage_main(stage: str, argv: list[str] | None = None) -> None:
+    """`python -m jobs.<stage> --config X`: the pipeline up to and including that stage."""
+    from jobs.cli import run_command
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m jobs.{stage}", description=f"Run the relay pipeline up to '{stage}'."
+    )
+    parser.add_argument("--config", required=True, type=Path, help="pipeline YAML config")
+    parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    raise SystemExit(
+        run_command(
+            args.config, address=args.address, until=stage, as_json=args.json, debug=args.debug
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage_main("deploy", argv)
+
+
+if __name__ == "__main__":
+    main()
