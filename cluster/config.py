@@ -359,8 +359,8 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def _describe(err: Any) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("synthetic", "files"))
-    loc = loc or "(top level)"
+    parts = [p for i, p in enumerate(err["loc"]) if not _is_tag(err["loc"], i)]
+    loc = ".".join(str(p) for p in parts) or "(top level)"
     if err["type"] == "extra_forbidden":
         field = loc.rpartition(".")[2]
         valid = _fields_at([p for p in err["loc"][:-1]])
@@ -378,15 +378,20 @@ def _describe(err: Any) -> str:
 def _fields_at(loc: list[Any]) -> list[str]:
     """Valid field names of the model found at a validation-error location."""
     model: Any = RelayConfig
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        if isinstance(part, str) and part in ("synthetic", "files"):
+    for i, part in enumerate(loc):
+        if _is_tag(loc, i):
             model = SyntheticSource if part == "synthetic" else FileSource
+            continue
+        if isinstance(part, int) or model is None:
             continue
         field = model.model_fields.get(part) if _is_model(model) else None
         model = _model_in(field.annotation) if field else None
     return sorted(model.model_fields) if _is_model(model) else []
+
+
+def _is_tag(loc: Any, i: int) -> bool:
+    """The discriminator pydantic inserts after data.source (`synthetic` or `files`)."""
+    return i > 0 and loc[i - 1] == "source" and loc[i] in ("synthetic", "files")
 
 
 def _is_model(obj: Any) -> bool:

@@ -6,6 +6,8 @@ the cluster has one and `train.use_gpu` allows), so on 2 CPUs two trials run at 
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,8 @@ def run(
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
-        grid = tuner.fit()
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
+            grid = tuner.fit()
         outcome = _record(tracker, run_id, grid, cfg, ctx)
     return outcome
 

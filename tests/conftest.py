@@ -1,0 +1,63 @@
+"""Shared fixtures: one real local Ray for the whole session, configs in a private state dir."""
+
+from __future__ import annotations
+
+import copy
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.config import RelayConfig, RuntimeConfig, parse_config
+from cluster.runtime import RayInfo, ray_session
+
+ROOT = Path(__file__).resolve().parent.parent
+CI_CONFIG = ROOT / "configs" / "ci.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ci_raw() -> dict[str, Any]:
+    return yaml.safe_load(CI_CONFIG.read_text())
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayInfo]:
+    """The one Ray of the test session: 2 CPUs, no dashboard, a small object store."""
+    with ray_session(RuntimeConfig(num_cpus=2, object_store_mb=256)) as info:
+        yield info
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
+    """configs/ci.yaml with its state (datasets, MLflow store) under tmp_path and a free port."""
+
+    def make(source: dict[str, Any] | None = None, **override: Any) -> RelayConfig:
+        raw = merge(
+            ci_raw(),
+            {"runtime": {"state_dir": str(tmp_path / "state")}, "serve": {"port": free_port()}},
+        )
+        raw = merge(raw, override)
+        if source is not None:  # replaces the whole tagged source
+            raw["data"]["source"] = source
+        raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+        return parse_config(raw)
+
+    return make
