@@ -30,6 +30,7 @@ def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
         "max_ongoing_requests": s.max_ongoing_requests,
         "max_batch_size": s.max_batch_size,
         "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        "log_level": "WARNING",  # access lines would drown the CLI's output
     }
 
 

@@ -140,6 +140,7 @@ def _record(
         errors = "; ".join(str(r.error).splitlines()[0] for r in grid if r.error)
         raise RuntimeError(f"every trial failed: {errors}")
     best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode)
+    best_run = best.metrics["trial_run_id"]
     for result in grid:
         trial_run = (result.metrics or {}).get("trial_run_id")
         if not trial_run:
@@ -153,7 +154,7 @@ def _record(
             else "early_stopped"
         )
         tags = {"relay.trial_status": status, "relay.epochs_run": epochs}
-        if result is best:
+        if trial_run == best_run:
             tags["relay.best_trial"] = "true"
         tracker.log(trial_run, tags=tags)
         tracker.client.set_terminated(trial_run, "FAILED" if result.error else "FINISHED")

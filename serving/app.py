@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Body, FastAPI, HTTPException
 from fastapi.encoders import jsonable_encoder
@@ -36,6 +36,9 @@ class AppArgs(BaseModel):
     max_ongoing_requests: int = Field(32, ge=1)
     max_batch_size: int = Field(16, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Replica log level (INFO includes one access line per request)."
+    )
 
 
 @serve.deployment
@@ -97,5 +100,7 @@ def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for `serve run serving.app:build key=value ...`."""
     parsed = AppArgs.model_validate(args)
     return ModelServer.options(
-        num_replicas=parsed.num_replicas, max_ongoing_requests=parsed.max_ongoing_requests
+        num_replicas=parsed.num_replicas,
+        max_ongoing_requests=parsed.max_ongoing_requests,
+        logging_config={"log_level": parsed.log_level},
     ).bind(parsed)
