@@ -104,14 +104,18 @@ def run_command(
                 f"--until: expected one of {', '.join(pipeline.STAGES)}, got {until!r}"
             )
         cfg = load_config(config)
-        pipeline.run(
+        # Printed after teardown (Ray's forwarded logs must not follow the JSON line),
+        # or before blocking when the endpoint stays up.
+        summary = pipeline.run(
             cfg,
             address=address,
             until=until,
             keep_serving=keep_serving,
             on_stage=lambda s: err.print(f"[dim]relay ▸ {s}[/dim]"),
-            on_summary=report,
+            on_summary=report if keep_serving else None,
         )
+        if not keep_serving:
+            report(summary)
     except RelayError as exc:
         if debug:
             traceback.print_exc()
