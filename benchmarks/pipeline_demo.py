@@ -40,19 +40,29 @@ def cold_run(config: Path, workdir: Path) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(config), "--json"],
-                            cwd=workdir, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(config), "--json"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
     if result.returncode:
         raise SystemExit(result.stderr[-4000:])
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    return {"figure": "pipeline_cold", "config": config.name, "wall_s": round(wall, 1),
-            "total_s": summary["total_seconds"], "stage_s": summary["stage_seconds"],
-            "peak_extra_memory_mib": peak[0] - before,
-            "test_metrics": summary.get("test_metrics"), "rows": summary["rows"]["rows_in"]}
+    return {
+        "figure": "pipeline_cold",
+        "config": config.name,
+        "wall_s": round(wall, 1),
+        "total_s": summary["total_seconds"],
+        "stage_s": summary["stage_seconds"],
+        "peak_extra_memory_mib": peak[0] - before,
+        "test_metrics": summary.get("test_metrics"),
+        "rows": summary["rows"]["rows_in"],
+    }
 
 
 def etl_vs_single_process(config: Path, workdir: Path) -> dict:
@@ -76,9 +86,12 @@ def etl_vs_single_process(config: Path, workdir: Path) -> dict:
         etl._process_file(str(path), cfg.data.source.format, i, str(out), cfg, None)
     single_s = time.perf_counter() - started
     shutil.rmtree(out)
-    return {"figure": "etl_seconds", "ray_tasks_s": round(ray_s, 2),
-            "baseline_single_process_s": round(single_s, 2),
-            "ratio_baseline_over_ray": round(single_s / ray_s, 2)}
+    return {
+        "figure": "etl_seconds",
+        "ray_tasks_s": round(ray_s, 2),
+        "baseline_single_process_s": round(single_s, 2),
+        "ratio_baseline_over_ray": round(single_s / ray_s, 2),
+    }
 
 
 def main() -> None:

@@ -37,16 +37,3 @@ class ServingError(RelayError):
     """The model could not be served (bad artifact, hash mismatch, endpoint not healthy)."""
 
     exit_code = 6
-
-
-EXIT_CODES: dict[str, int] = {
-    cls.__name__: cls.exit_code
-    for cls in (
-        RelayError,
-        ConfigError,
-        DataQualityError,
-        GateFailedError,
-        ClusterUnreachableError,
-        ServingError,
-    )
-}

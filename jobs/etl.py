@@ -114,7 +114,8 @@ def build(cfg: RelayConfig) -> Dataset:
     for part in parts:
         counts.update(part["counts"])
         reasons.update(part["reasons"])
-    assert counts["rows_in"] == counts["rows_out"] + counts["rows_rejected"]
+    if counts["rows_in"] != counts["rows_out"] + counts["rows_rejected"]:
+        raise RuntimeError(f"ETL lost rows: {dict(counts)}")  # a bug, never a data problem
     reject_rate = counts["rows_rejected"] / max(counts["rows_in"], 1)
     if reject_rate > cfg.etl.max_reject_rate:
         kept = root / f"failed-{tmp.name.removeprefix('.tmp-')}"

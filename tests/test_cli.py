@@ -27,8 +27,7 @@ def write_config(folder: Path, **override) -> Path:
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",
-                                                            "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
@@ -40,8 +39,14 @@ def test_relay_run_json_serves_a_prediction_then_leaves_nothing_running(tmp_path
     result = run([*RELAY, "run", str(config), "--json"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("endpoint", "model_version", "dataset_digest", "stage_seconds",
-                "total_seconds", "prediction"):
+    for key in (
+        "endpoint",
+        "model_version",
+        "dataset_digest",
+        "stage_seconds",
+        "total_seconds",
+        "prediction",
+    ):
         assert key in summary
     assert summary["endpoint"] == f"http://127.0.0.1:{port}/credit/predict"
     assert summary["model_version"] == 1
@@ -68,8 +73,9 @@ def ray_dirs_in_use() -> set[Path]:
 
 def test_stage_module_runs_the_pipeline_up_to_that_stage(tmp_path):
     config = write_config(tmp_path)
-    result = run([sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"],
-                 cwd=tmp_path)
+    result = run(
+        [sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(summary["dataset_digest"]) == 64
