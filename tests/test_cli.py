@@ -67,7 +67,7 @@ def ray_dirs_in_use() -> set[Path]:
             text = cmdline.read_bytes().decode(errors="ignore")
         except OSError:
             continue
-        found |= {Path(m) for m in re.findall(r"/tmp/relay-ray-[A-Za-z0-9_]+", text)}
+        found |= {Path(m) for m in re.findall(r"/tmp/relay-ray-[A-Za-z0-9_-]+", text)}
     return found
 
 
@@ -82,3 +82,77 @@ def test_stage_module_runs_the_pipeline_up_to_that_stage(tmp_path):
     assert set(summary["stage_seconds"]) == {"ray", "etl"}
     assert "model_version" not in summary
     shutil.rmtree(tmp_path / ".relay")
+
+
+def test_address_connects_to_an_existing_cluster_with_the_same_digest(tmp_path):
+    """A real `ray start` head (its own temp dir, loopback); stopped by PID, never `ray stop`."""
+    import signal
+    import time
+
+    config = write_config(tmp_path)
+    embedded = run([sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"], tmp_path)
+    assert embedded.returncode == 0, embedded.stderr[-3000:]
+    temp_dir = Path(tempfile.mkdtemp(prefix="relay-ray-head"))
+    port = free_port()
+    ray_bin = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            "--object-store-memory=200000000",
+            "--memory=2000000000",
+        ],
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(temp_dir.glob("session_*/logs/raylet.out")):
+            time.sleep(0.5)
+        on_cluster = run(
+            [
+                sys.executable,
+                "-m",
+                "jobs.etl",
+                "--config",
+                str(config),
+                "--json",
+                "--address",
+                address,
+            ],
+            tmp_path,
+        )
+        assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
+        first = json.loads(embedded.stdout.strip().splitlines()[-1])
+        second = json.loads(on_cluster.stdout.strip().splitlines()[-1])
+        assert second["dataset_digest"] == first["dataset_digest"]
+        client = sqlite_tags(tmp_path / ".relay" / "mlflow.db", second["pipeline_run_id"])
+        assert client["relay.ray_embedded"] == "false"
+        assert client["relay.ray_address"].endswith(f":{port}")
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        time.sleep(1)
+        leftovers = {p for p in ray_dirs_in_use() if str(p).startswith(str(temp_dir))}
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert not leftovers
+
+
+def sqlite_tags(db: Path, run_id: str) -> dict[str, str]:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{db}").get_run(run_id).data.tags

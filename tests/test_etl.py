@@ -88,7 +88,8 @@ def test_user_files_with_hashed_pii_and_reject_rate_gate(
     raw.mkdir()
     good, _ = make_rows(0, 400, seed=1, bad_row_rate=0.0)
     write_csv(raw / "a.csv", good.slice(0, 200).to_pylist())
-    good.slice(200, 200).to_pandas().to_json(raw / "b.jsonl", orient="records", lines=True)
+    good.slice(200, 100).to_pandas().to_json(raw / "b.jsonl", orient="records", lines=True)
+    pq.write_table(good.slice(300, 100), raw / "c.parquet")
     (raw / "README.txt").write_text("not data")
 
     monkeypatch.setenv("RELAY_PII_KEY", "test-secret-key")
@@ -96,12 +97,13 @@ def test_user_files_with_hashed_pii_and_reject_rate_gate(
     dataset = etl.build(cfg)
     assert dataset.meta["counts"]["rows_in"] == 400
     assert dataset.meta["counts"]["rows_rejected"] == 0
-    assert [Path(m["path"]).name for m in dataset.meta["manifest"]] == ["a.csv", "b.jsonl"]
+    names = [Path(m["path"]).name for m in dataset.meta["manifest"]]
+    assert names == ["a.csv", "b.jsonl", "c.parquet"]
     emails = dataset.split("train").column("email").to_pylist()
     assert all(e is None or (len(e) == 64 and "@" not in e) for e in emails)
 
     bad = [dict(r, age="old") for r in good.slice(0, 50).to_pylist()]
-    write_csv(raw / "c.csv", bad)
+    write_csv(raw / "d.csv", bad)
     with pytest.raises(DataQualityError, match=r"50 of 450 rows rejected .* age:type \(50\)"):
         etl.build(cfg)
     failed = next((Path(cfg.runtime.state_dir) / "datasets" / cfg.name).glob("failed-*"))
