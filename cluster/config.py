@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from enum import StrEnum
@@ -61,6 +62,9 @@ class Column(Strict):
     categories: list[str] | None = Field(
         None, description="Allowed values (required for type category)."
     )
+    pattern: str | None = Field(
+        None, description="Regular expression every value must match in full (string columns)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
@@ -73,6 +77,13 @@ class Column(Strict):
             raise ValueError("a category column needs a non-empty 'categories' list")
         if self.categories is not None and self.type != ColumnType.category:
             raise ValueError("categories only apply to type category")
+        if self.pattern is not None:
+            if self.type not in (ColumnType.string, ColumnType.category):
+                raise ValueError("pattern only applies to string or category columns")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
         if self.role in (Role.label, Role.id) and self.nullable:
             raise ValueError(f"a {self.role} column cannot be nullable: set nullable: false")
         return self
@@ -89,8 +100,11 @@ class SyntheticSource(Strict):
 
 
 class FileSource(Strict):
-    kind: Literal["files"] = Field(description="Read raw files from disk.")
-    path: str = Field(description="A file, a directory or a glob of raw files.")
+    kind: Literal["files"] = Field(description="Read raw files (local or object store).")
+    path: str | list[str] = Field(
+        description="A file, a directory or a glob (or a list of them): local paths, file://, "
+        "s3:// or gs:// URIs; credentials come from the environment."
+    )
     format: Literal["csv", "parquet", "json"] | None = Field(
         None, description="File format; inferred from the suffix when omitted."
     )
@@ -159,6 +173,16 @@ class EtlConfig(Strict):
     )
     max_reject_rate: float = Field(
         0.2, ge=0, le=1, description="Fail the stage when more rows than this are rejected."
+    )
+    unknown_columns: Literal["error", "ignore"] = Field(
+        "error", description="Raw columns not declared in data.columns: fail, or drop them."
+    )
+    pii_scan: Literal["fail", "warn", "off"] = Field(
+        "fail",
+        description="Undeclared emails, phone or card numbers in string columns: fail, warn, off.",
+    )
+    batch_rows: int = Field(
+        131_072, ge=1024, description="Rows per streamed batch: bounds memory per task."
     )
 
 

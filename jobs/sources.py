@@ -1,11 +1,23 @@
-"""Raw inputs: resolving a source to a sorted list of files, and reading one file."""
+"""Raw inputs: resolving a source to files (local or object store) and streaming their rows.
+
+Files are read in batches so a task's memory is bounded by the batch size, not the file size.
+CSV and JSON values arrive as strings, so a malformed value becomes a reject, not a crash; a
+file Arrow cannot parse at all (mixed JSON types, bad UTF-8) is re-read by a slower
+pure-Python reader instead of failing the stage.
+"""
 
 from __future__ import annotations
 
-import glob
+import csv
+import fnmatch
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from cluster.config import FileSource
 from cluster.errors import ConfigError, DataQualityError
@@ -18,62 +30,202 @@ SUFFIXES = {
     ".jsonl": "json",
     ".ndjson": "json",
 }
+_GLOB = set("*?[")
 
 
-def resolve_files(source: FileSource) -> list[tuple[Path, str]]:
-    """(path, format) for every file the source names, in a stable order."""
-    path = Path(source.path).expanduser()
-    if path.is_dir():
-        candidates = sorted(
-            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
-        )
-    elif any(ch in source.path for ch in "*?["):
-        candidates = sorted(
-            Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()
-        )
-    elif path.is_file():
-        candidates = [path]
-    else:
-        raise ConfigError(f"data.source.path: {source.path} does not exist")
-    files = []
-    for candidate in candidates:
-        fmt = source.format or SUFFIXES.get(candidate.suffix.lower())
-        if fmt is None:
-            if path.is_file():
-                raise ConfigError(
-                    f"data.source.format: cannot infer the format of {candidate.name}; "
-                    f"set format to one of csv, parquet, json"
-                )
-            continue  # a directory may hold READMEs and the like
-        files.append((candidate.resolve(), fmt))
-    if not files:
+@dataclass(frozen=True)
+class RawFile:
+    uri: str  # a local absolute path, or scheme://path for an object store
+    format: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for a path or URI, and the path within it."""
+    if "://" in uri:
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, ValueError) as exc:
+            raise ConfigError(f"data.source.path: cannot open {uri}: {exc}") from None
+        return fs, path
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def _uri(fs: pafs.FileSystem, path: str) -> str:
+    return path if isinstance(fs, pafs.LocalFileSystem) else f"{fs.type_name}://{path}"
+
+
+def resolve_files(source: FileSource) -> list[RawFile]:
+    """Every data file the source names, de-duplicated, in a stable order."""
+    entries = [source.path] if isinstance(source.path, str) else source.path
+    found: dict[str, RawFile] = {}
+    for entry in entries:
+        fs, path = filesystem(entry)
+        if _GLOB & set(path):
+            base = path[: min(path.index(c) for c in _GLOB if c in path)].rsplit("/", 1)[0]
+            infos = [
+                i for i in _listing(fs, base or "/", entry) if fnmatch.fnmatchcase(i.path, path)
+            ]
+        else:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise ConfigError(f"data.source.path: {entry} does not exist")
+            infos = [info] if info.type == pafs.FileType.File else _listing(fs, path, entry)
+        for info in infos:
+            fmt = source.format or SUFFIXES.get(Path(info.path).suffix.lower())
+            if fmt is None:
+                if len(infos) == 1:
+                    raise ConfigError(
+                        f"data.source.format: cannot infer the format of {info.path}; "
+                        "set it to csv, parquet or json"
+                    )
+                continue  # a folder may hold READMEs and the like
+            uri = _uri(fs, info.path)
+            found[uri] = RawFile(uri=uri, format=fmt, size=info.size)
+    if not found:
         raise ConfigError(f"data.source.path: no csv/parquet/json files found at {source.path}")
-    return files
+    return [found[k] for k in sorted(found)]
 
 
-def read_table(path: Path, fmt: str, names: list[str]) -> pa.Table:
-    """Read one file; CSV columns stay strings so a malformed value is a reject, not a crash."""
-    if fmt == "csv":
-        from pyarrow import csv
+def _listing(fs: pafs.FileSystem, base: str, entry: str) -> list[pafs.FileInfo]:
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    except (FileNotFoundError, OSError) as exc:
+        raise ConfigError(f"data.source.path: cannot list {entry}: {exc}") from None
+    return [
+        i
+        for i in infos
+        if i.type == pafs.FileType.File
+        and not any(part.startswith((".", "_")) for part in i.path[len(base) :].split("/"))
+    ]
 
-        table = csv.read_csv(
-            path,
-            convert_options=csv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=True
-            ),
-        )
-    elif fmt == "parquet":
+
+def column_names(raw: RawFile) -> list[str]:
+    """The file's columns, read from its header or footer only."""
+    fs, path = filesystem(raw.uri)
+    if raw.format == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-    else:
-        from pyarrow import json
+        with fs.open_input_file(path) as handle:
+            return pq.ParquetFile(handle).schema_arrow.names
+    with fs.open_input_stream(path) as handle:
+        head = handle.read(1 << 20)
+    if raw.format == "csv":
+        first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
+        return next(csv.reader([first]), [])
+    names: dict[str, None] = {}
+    for line in head.splitlines()[:100]:
+        try:
+            names.update(dict.fromkeys(json.loads(line)))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return list(names)
 
-        table = json.read_json(path)
-    missing = [n for n in names if n not in table.column_names]
+
+def check_columns(raw: RawFile, declared: list[str], unknown_policy: str) -> list[str]:
+    """Fail on missing declared columns (and on undeclared ones unless ignored)."""
+    present = column_names(raw)
+    missing = [n for n in declared if n not in present]
+    unknown = [n for n in present if n not in declared]
     if missing:
         raise DataQualityError(
-            f"{path}: declared column(s) {missing} are missing; the file has "
-            f"{table.column_names}. Fix data.columns or the file"
+            f"{raw.uri}: declared column(s) {missing} are missing (the file has {present}); "
+            "fix data.columns or the file"
         )
-    return table
+    if unknown and unknown_policy == "error":
+        raise DataQualityError(
+            f"{raw.uri}: column(s) {unknown} are not declared in data.columns; declare them "
+            "(role: ignore to drop) or set etl.unknown_columns: ignore"
+        )
+    return unknown
+
+
+def batches(
+    raw: RawFile, names: list[str], batch_rows: int, fast: bool = True
+) -> Iterator[pa.Table]:
+    """Stream the declared columns of one file as tables of about `batch_rows` rows."""
+    fs, path = filesystem(raw.uri)
+    if raw.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=names):
+                yield pa.Table.from_batches([batch])
+        return
+    strings = pa.schema([(n, pa.string()) for n in names])
+    with fs.open_input_stream(path) as handle:
+        if not fast:
+            yield from _python_batches(handle, raw.format, strings, batch_rows)
+        elif raw.format == "csv":
+            from pyarrow import csv as pacsv
+
+            reader = pacsv.open_csv(
+                handle,
+                read_options=pacsv.ReadOptions(block_size=max(batch_rows * 128, 1 << 16)),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=strings, include_columns=names, strings_can_be_null=True
+                ),
+            )
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+        else:
+            from pyarrow import json as pajson
+
+            reader = pajson.open_json(
+                handle, read_options=pajson.ReadOptions(block_size=max(batch_rows * 256, 1 << 16))
+            )
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                yield pa.table({n: _as_strings(table, n) for n in names}, schema=strings)
+
+
+def _as_strings(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, pa.string())
+    column = table.column(name)
+    if pa.types.is_string(column.type):
+        return column
+    if pa.types.is_nested(column.type):
+        raise pa.ArrowInvalid(f"nested values in column {name}")
+    return column.cast(pa.string())
+
+
+def _python_batches(handle, fmt: str, schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
+    """The slow, forgiving reader: any bytes, any JSON types; values become strings."""
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    rows = csv.DictReader(text) if fmt == "csv" else _json_rows(text)
+    buffer: list[dict] = []
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) >= batch_rows:
+            yield _to_table(buffer, schema)
+            buffer = []
+    if buffer:
+        yield _to_table(buffer, schema)
+
+
+def _json_rows(text) -> Iterator[dict]:
+    for line in text:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        yield row if isinstance(row, dict) else {"__unparseable__": line}
+
+
+def _to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    def text(value: object) -> str | None:
+        if value is None or value == "":
+            return None
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return pa.table(
+        {n: pa.array([text(r.get(n)) for r in rows], pa.string()) for n in schema.names},
+        schema=schema,
+    )

@@ -20,7 +20,7 @@ import pyarrow as pa
 from cluster.config import SyntheticSource
 from cluster.seeds import derive_seed
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 REGIONS = ["north", "south", "east", "west"]
 HOMES = ["rent", "own", "mortgage"]
 GENDERS = ["female", "male", "other"]
@@ -35,6 +35,8 @@ DEFECTS: list[tuple[str, str, str | None]] = [
     ("credit_score", "range", "9999"),
     ("employment_years", "type", "ten"),
     ("defaulted", "null", None),
+    ("customer_id", "regex", "legacy-{id}"),  # unique, so never a duplicate as well
+    ("customer_id", "duplicate", None),  # takes the id of the file's first row
 ]
 
 
@@ -143,9 +145,14 @@ def make_rows(
 
     planted: Counter[str] = Counter()
     bad_rows = np.nonzero(rng.random(n) < bad_row_rate)[0]
+    bad_rows = bad_rows[bad_rows > 0]  # row 0 stays clean: planted duplicates repeat its id
     kinds = rng.integers(0, len(DEFECTS), len(bad_rows))
     for row, kind in zip(bad_rows, kinds, strict=True):
         column, reason, value = DEFECTS[kind]
+        if reason == "duplicate":
+            value = columns[column][0]
+        elif value is not None:
+            value = value.format(id=ids[row])
         columns[column][row] = value
         planted[f"{column}:{reason}"] += 1
     table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})

@@ -19,6 +19,7 @@ from torch import nn
 
 from cluster.seeds import derive_seed
 from cluster.tracking import Tracker
+from jobs.rowhash import value_hash
 from serving.features import encode, encode_label, feature_names
 from serving.model import build_model
 
@@ -30,6 +31,7 @@ class TrialContext:
     """Everything a trial needs besides its hyper-parameters (small: shipped to each trial)."""
 
     dataset_path: str
+    id_column: str
     features: dict[str, Any]
     task: str
     epochs: int
@@ -65,6 +67,8 @@ def architecture(features: dict[str, Any], task: str, hp: dict[str, Any]) -> dic
 
 def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     table = pq.read_table(Path(ctx.dataset_path) / split)
+    # Rows in id-hash order: training sees the same sequence whatever the file layout.
+    table = table.take(np.argsort(value_hash(table.column(ctx.id_column)), kind="stable"))
     x = torch.from_numpy(encode(ctx.features, table))
     y = torch.from_numpy(encode_label(ctx.features, table))
     return x, y

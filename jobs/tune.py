@@ -66,6 +66,7 @@ def run(
         )
         ctx = TrialContext(
             dataset_path=str(dataset.path),
+            id_column=dataset.meta["id_column"],
             features=dataset.meta["features"],
             task=cfg.model.task,
             epochs=cfg.train.epochs,

@@ -32,10 +32,20 @@ class Validated:
     reasons: Counter[str]
 
 
-def validate(table: pa.Table, columns: list[Column], source: str) -> Validated:
-    """Split `table` into typed good rows and rejected rows (original values + reasons)."""
+def validate(
+    table: pa.Table,
+    columns: list[Column],
+    source: str,
+    first_row: int = 0,
+    extra: list[tuple[str, np.ndarray]] = (),
+) -> Validated:
+    """Split `table` into typed good rows and rejected rows (original values + reasons).
+
+    `first_row` numbers the rows of a batch within its file; `extra` adds checks computed
+    elsewhere (duplicate ids), as (reason code, mask) pairs.
+    """
     typed: dict[str, pa.Array] = {}
-    checks: list[tuple[str, np.ndarray]] = []
+    checks: list[tuple[str, np.ndarray]] = list(extra)
     for column in columns:
         raw = table.column(column.name).combine_chunks()
         values, type_bad = parse(raw, column.type)
@@ -52,6 +62,10 @@ def validate(table: pa.Table, columns: list[Column], source: str) -> Validated:
                 if part is not None:
                     out |= _mask(part)
             checks.append((f"{column.name}:range", out))
+        if column.pattern is not None:
+            full = f"^(?:{column.pattern})$"
+            matched = _mask(pc.match_substring_regex(values, full))
+            checks.append((f"{column.name}:regex", ~matched & ~is_null & ~type_bad))
         if column.categories is not None:
             allowed = pc.is_in(values, value_set=pa.array(column.categories))
             checks.append((f"{column.name}:set", ~_mask(allowed) & ~is_null & ~type_bad))
@@ -76,7 +90,7 @@ def validate(table: pa.Table, columns: list[Column], source: str) -> Validated:
         {
             **{c.name: table.column(c.name).cast(pa.string()).take(taken) for c in columns},
             REASONS_COLUMN: pa.array([";".join(r) for r in reasons], type=pa.string()),
-            ROW_COLUMN: taken,
+            ROW_COLUMN: pc.add(taken, first_row),
             SOURCE_COLUMN: pa.array([source] * len(bad_rows), type=pa.string()),
         }
     )

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from cluster.errors import DataQualityError
 from jobs import etl
+from jobs.rowhash import unit_interval
 
 
 def test_quarantine_matches_planted_defects_and_digest_is_stable(ray_cluster, make_config):
@@ -32,7 +34,7 @@ def test_quarantine_matches_planted_defects_and_digest_is_stable(ray_cluster, ma
     assert counts["rows_out"] == sum(counts[f"rows_{s}"] for s in etl.SPLITS)
     assert meta["reasons"] == meta["planted_defects"]  # every planted defect, nothing else
     assert sum(meta["planted_defects"].values()) == counts["rows_rejected"]
-    assert len(meta["planted_defects"]) == 7  # every defect kind was planted at least once
+    assert len(meta["planted_defects"]) == 9  # every defect kind was planted at least once
     rejects = pq.read_table(first.path / etl.REJECTS)
     assert rejects.num_rows == counts["rows_rejected"]
     assert set(rejects.column("_reasons").to_pylist()) == set(meta["reasons"])
@@ -73,6 +75,7 @@ def test_split_depends_on_id_not_on_file_layout(ray_cluster, make_config, tmp_pa
         for d in ("one", "three")
     )
     assert one.meta["reasons"] == three.meta["reasons"]
+    assert one.digest == three.digest and one.path == three.path  # layout-independent
     for split in (*etl.SPLITS, etl.REJECTS):
         assert sorted(one.split(split).column("customer_id").to_pylist(), key=str) == sorted(
             three.split(split).column("customer_id").to_pylist(), key=str
@@ -102,9 +105,11 @@ def test_user_files_with_hashed_pii_and_reject_rate_gate(
     emails = dataset.split("train").column("email").to_pylist()
     assert all(e is None or (len(e) == 64 and "@" not in e) for e in emails)
 
-    bad = [dict(r, age="old") for r in good.slice(0, 50).to_pylist()]
+    fresh, _ = make_rows(1000, 1050, seed=2, bad_row_rate=0.0)
+    bad = [dict(r, age="old") for r in fresh.to_pylist()]
     write_csv(raw / "d.csv", bad)
-    with pytest.raises(DataQualityError, match=r"50 of 450 rows rejected .* age:type \(50\)"):
+    expected = r"(?s)50 of 450 rows rejected .* age:type \(50\).*d\.csv row 0: age:type"
+    with pytest.raises(DataQualityError, match=expected):
         etl.build(cfg)
     failed = next((Path(cfg.runtime.state_dir) / "datasets" / cfg.name).glob("failed-*"))
     assert pq.read_table(failed / etl.REJECTS).num_rows == 50  # kept for inspection
@@ -114,7 +119,72 @@ def test_split_buckets_are_uniform_and_seeded():
     import pyarrow as pa
 
     ids = pa.chunked_array([[f"id{i}" for i in range(20000)]])
-    a, b = etl.split_buckets(ids, 1), etl.split_buckets(ids, 2)
+    a, b = unit_interval(ids, 1), unit_interval(ids, 2)
     assert np.all((a >= 0) & (a < 1))
     assert abs(float(np.mean(a < 0.7)) - 0.7) < 0.02
     assert not np.array_equal(a, b)
+
+
+def test_duplicate_ids_across_files_and_regex_rule(ray_cluster, make_config, tmp_path):
+    from jobs.synthetic import make_rows
+
+    rows = make_rows(0, 100, seed=5, bad_row_rate=0.0)[0].to_pylist()
+    raw = tmp_path / "dups"
+    raw.mkdir()
+    write_csv(raw / "a.csv", rows)
+    again = [dict(r, income="1.0") for r in rows[50:60]]  # same ids, other values
+    odd = [
+        dict(r, customer_id=f"X-{i}")
+        for i, r in enumerate(make_rows(500, 505, 6, 0.0)[0].to_pylist())
+    ]
+    write_csv(raw / "b.csv", again + odd)
+    dataset = etl.build(
+        make_config(source={"kind": "files", "path": str(raw)}, etl={"max_reject_rate": 0.5})
+    )
+    assert dataset.meta["reasons"] == {"customer_id:duplicate": 10, "customer_id:regex": 5}
+    rejects = pq.read_table(dataset.path / etl.REJECTS)
+    duplicates = rejects.filter(pc.equal(rejects.column("_reasons"), "customer_id:duplicate"))
+    assert set(duplicates.column("_source").to_pylist()) == {"b.csv"}  # first occurrence kept
+    assert duplicates.column("_row").to_pylist() == list(range(10))
+    kept = pa.concat_tables(dataset.split(s) for s in etl.SPLITS)
+    assert kept.num_rows == 100 and 1.0 not in kept.column("income").to_pylist()
+
+
+def test_undeclared_pii_fails_or_warns(ray_cluster, make_config, tmp_path):
+    from jobs.synthetic import make_rows
+
+    rows = make_rows(0, 60, seed=7, bad_row_rate=0.0)[0].to_pylist()
+    for i, row in enumerate(rows):
+        row["note"] = f"call me at jane{i}@mail.example.org" if i % 3 == 0 else "no comment"
+    raw = tmp_path / "notes"
+    raw.mkdir()
+    write_csv(raw / "a.csv", rows)
+    columns = [*ci_columns(), {"name": "note", "type": "string", "role": "ignore"}]
+    source = {"kind": "files", "path": str(raw)}
+    with pytest.raises(DataQualityError, match=r"undeclared personal data found: note:email \(20"):
+        etl.build(make_config(source=source, data={"columns": columns}))
+    dataset = etl.build(
+        make_config(source=source, data={"columns": columns}, etl={"pii_scan": "warn"})
+    )
+    assert dataset.meta["pii_findings"] == {"note:email": 20}
+    assert "note" not in dataset.split("train").column_names  # role ignore: dropped
+
+
+def test_profile_is_written_and_consistent(ray_cluster, make_config):
+    dataset = etl.build(make_config())
+    profile = json.loads((dataset.path / etl.PROFILE).read_text())
+    rows_out = dataset.meta["counts"]["rows_out"]
+    assert "email" not in profile  # dropped PII is not profiled either
+    for column in profile.values():
+        assert column["count"] + column["nulls"] == rows_out
+    assert sum(profile["region"]["top"].values()) == rows_out
+    assert (
+        18 <= profile["age"]["min"] <= profile["age"]["quantiles"]["0.5"] <= profile["age"]["max"]
+    )
+    assert profile["income"]["nulls"] > 0 and profile["income"]["mean"] > 0
+
+
+def ci_columns() -> list[dict]:
+    from tests.conftest import ci_raw
+
+    return ci_raw()["data"]["columns"]
