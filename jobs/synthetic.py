@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cluster.config import SyntheticSource
 from cluster.seeds import derive_seed
@@ -69,28 +70,49 @@ def generate(source: SyntheticSource, seed: int, root: Path) -> tuple[list[Path]
     return files, json.loads(done.read_text())
 
 
+CHUNK_ROWS = 250_000
+
+
 def _write_part(
     folder: str, index: int, start: int, stop: int, seed: int, source: SyntheticSource
 ) -> dict[str, int]:
-    table, planted = make_rows(
-        start, stop, derive_seed(seed, "synthetic", index), source.bad_row_rate
-    )
+    """One file, written chunk by chunk: memory stays flat however many rows it holds."""
     path = Path(folder) / f"part-{index:05d}.{source.format}"
-    if source.format == "csv":
+    planted: Counter[str] = Counter()
+    writer = None
+    try:
+        for chunk, low in enumerate(range(start, stop, CHUNK_ROWS)):
+            high = min(low + CHUNK_ROWS, stop)
+            chunk_seed = derive_seed(seed, "synthetic", index, chunk)
+            table, counts = make_rows(low, high, chunk_seed, source.bad_row_rate, first_id=start)
+            planted.update(counts)
+            if writer is None:
+                writer = _writer(path, source.format, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return dict(planted)
+
+
+def _writer(path: Path, fmt: str, schema: pa.Schema):
+    if fmt == "csv":
         from pyarrow import csv
 
-        csv.write_csv(table, path)
-    else:
-        import pyarrow.parquet as pq
+        return csv.CSVWriter(str(path), schema)
+    import pyarrow.parquet as pq
 
-        pq.write_table(table, path)
-    return planted
+    return pq.ParquetWriter(str(path), schema)
 
 
 def make_rows(
-    start: int, stop: int, seed: int, bad_row_rate: float
+    start: int, stop: int, seed: int, bad_row_rate: float, first_id: int | None = None
 ) -> tuple[pa.Table, dict[str, int]]:
-    """Rows start..stop-1 as raw strings (as a CSV landing zone holds them)."""
+    """Rows start..stop-1 as raw strings (as a CSV landing zone holds them).
+
+    Planted duplicates repeat the id of row `first_id` (default `start`), which stays clean.
+    """
+    first_id = start if first_id is None else first_id
     rng = np.random.default_rng(seed)
     n = stop - start
     ids = np.arange(start, stop)
@@ -118,20 +140,27 @@ def make_rows(
     stamps = np.datetime64("2024-01-01T00:00:00") + seconds.astype("timedelta64[s]")
     first = rng.integers(0, len(NAMES), n)
 
-    columns: dict[str, list[str | None]] = {
-        "customer_id": [f"C{i:010d}" for i in ids],
-        "application_ts": [str(s) for s in stamps],
-        "email": [f"{NAMES[f]}.{i}@example.com" for f, i in zip(first, ids, strict=True)],
-        "gender": [GENDERS[g] for g in gender],
-        "age": [str(a) for a in age],
-        "income": [f"{x:.2f}" for x in income],
-        "loan_amount": [f"{x:.2f}" for x in loan],
-        "credit_score": [str(s) for s in score],
-        "late_payments": [str(x) for x in late],
-        "employment_years": [f"{x:.1f}" for x in employed],
-        "region": [REGIONS[r] for r in region],
-        "home_ownership": [HOMES[h] for h in home],
-        "defaulted": [str(d) for d in defaulted],
+    id_text = _ids(ids)
+    columns: dict[str, pa.Array] = {
+        "customer_id": id_text,
+        "application_ts": pa.array(stamps, pa.timestamp("s")).cast(pa.string()),
+        "email": pc.binary_join_element_wise(
+            pa.array(NAMES).take(pa.array(first)),
+            ".",
+            pc.utf8_slice_codeunits(id_text, 1),
+            "@example.com",
+            "",
+        ),
+        "gender": pa.array(GENDERS).take(pa.array(gender)),
+        "age": pa.array(age).cast(pa.string()),
+        "income": _decimal(income, 2),
+        "loan_amount": _decimal(loan, 2),
+        "credit_score": pa.array(score).cast(pa.string()),
+        "late_payments": pa.array(late).cast(pa.string()),
+        "employment_years": _decimal(employed, 1),
+        "region": pa.array(REGIONS).take(pa.array(region)),
+        "home_ownership": pa.array(HOMES).take(pa.array(home)),
+        "defaulted": pa.array(defaulted).cast(pa.string()),
     }
     # Legitimate missing values in nullable columns: not defects.
     for name, rate in (
@@ -140,20 +169,39 @@ def make_rows(
         ("employment_years", 0.01),
         ("email", 0.01),
     ):
-        for row in np.nonzero(rng.random(n) < rate)[0]:
-            columns[name][row] = None
+        columns[name] = _set(columns[name], rng.random(n) < rate, None)
 
     planted: Counter[str] = Counter()
-    bad_rows = np.nonzero(rng.random(n) < bad_row_rate)[0]
-    bad_rows = bad_rows[bad_rows > 0]  # row 0 stays clean: planted duplicates repeat its id
-    kinds = rng.integers(0, len(DEFECTS), len(bad_rows))
-    for row, kind in zip(bad_rows, kinds, strict=True):
-        column, reason, value = DEFECTS[kind]
+    bad = rng.random(n) < bad_row_rate
+    bad[ids == first_id] = False
+    kinds = rng.integers(0, len(DEFECTS), n)
+    for kind, (column, reason, value) in enumerate(DEFECTS):
+        mask = bad & (kinds == kind)
+        if not mask.any():
+            continue
+        planted[f"{column}:{reason}"] += int(mask.sum())
         if reason == "duplicate":
-            value = columns[column][0]
-        elif value is not None:
-            value = value.format(id=ids[row])
-        columns[column][row] = value
-        planted[f"{column}:{reason}"] += 1
-    table = pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
-    return table, dict(planted)
+            columns[column] = _set(columns[column], mask, f"C{first_id:010d}")
+        elif reason == "regex":
+            legacy = pc.binary_join_element_wise("legacy-", pa.array(ids).cast(pa.string()), "")
+            columns[column] = pc.if_else(pa.array(mask), legacy, columns[column])
+        else:
+            columns[column] = _set(columns[column], mask, value)
+    return pa.table(columns), dict(planted)
+
+
+def _ids(ids: np.ndarray) -> pa.Array:
+    digits = pc.utf8_lpad(pa.array(ids).cast(pa.string()), 10, "0")
+    return pc.binary_join_element_wise("C", digits, "")
+
+
+def _decimal(values: np.ndarray, places: int) -> pa.Array:
+    """Fixed decimals as text, as an export would write them (e.g. 1200.50)."""
+    scaled = np.round(values * 10**places).astype(np.int64)
+    whole = pa.array(scaled // 10**places).cast(pa.string())
+    frac = pc.utf8_lpad(pa.array(scaled % 10**places).cast(pa.string()), places, "0")
+    return pc.binary_join_element_wise(whole, frac, ".")
+
+
+def _set(array: pa.Array, mask: np.ndarray, value: str | None) -> pa.Array:
+    return pc.if_else(pa.array(mask), pa.scalar(value, pa.string()), array)
