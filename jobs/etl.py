@@ -127,6 +127,7 @@ def build(cfg: RelayConfig) -> Dataset:
     final = root / meta["digest"][:16]
     if final.exists():  # same content, same digest: the published copy is equivalent
         shutil.rmtree(tmp)
+        os.utime(final / META)  # "newest dataset" means the one this run produced
     else:
         profile = meta.pop("profile")
         (tmp / PROFILE).write_text(json.dumps(profile, indent=2, default=str))
@@ -214,6 +215,24 @@ def reject_report(
         values = {k: v for k, v in sample.items() if not k.startswith("_")}
         lines.append(f"  {where}: {sample.get('_reasons')}  {json.dumps(values)[:160]}")
     return "\n".join(lines)
+
+
+def find_dataset(target: Path) -> Path:
+    """A dataset folder, or the newest dataset published for a pipeline config."""
+    from cluster.config import load_config
+
+    if (target / META).is_file():
+        return target
+    if target.is_dir():
+        raise ConfigError(f"{target} is not a dataset folder (no {META})")
+    cfg = load_config(target)
+    root = Path(cfg.runtime.state_dir) / "datasets" / cfg.name
+    found = sorted(root.glob(f"*/{META}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ConfigError(
+            f"no dataset for '{cfg.name}' under {root}: run relay run {target} --until etl first"
+        )
+    return found[-1].parent
 
 
 def _pii_key(cfg: RelayConfig) -> bytes | None:

@@ -45,12 +45,10 @@ def generate(source: SyntheticSource, seed: int, root: Path) -> tuple[list[Path]
     """Write (or reuse) the raw files; return them and the planted defect counts."""
     import ray
 
-    params = {"v": GENERATOR_VERSION, "seed": seed, **source.model_dump()}
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    final = root / f"synthetic-{key}"
+    final = folder(source, seed, root)
     done = final / "_planted.json"
     if not done.exists():
-        tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         bounds = np.linspace(0, source.rows, source.files + 1).astype(np.int64)
         task = ray.remote(num_cpus=1)(_write_part)
@@ -66,8 +64,19 @@ def generate(source: SyntheticSource, seed: int, root: Path) -> tuple[list[Path]
             shutil.rmtree(tmp)
         else:
             tmp.rename(final)
-    files = sorted(p for p in final.iterdir() if p.suffix in (".csv", ".parquet"))
-    return files, json.loads(done.read_text())
+    return generated_files(source, seed, root), json.loads(done.read_text())
+
+
+def folder(source: SyntheticSource, seed: int, root: Path) -> Path:
+    """Where a generated dataset lives: named by everything that determines its content."""
+    params = {"v": GENERATOR_VERSION, "seed": seed, **source.model_dump()}
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return root / f"synthetic-{key}"
+
+
+def generated_files(source: SyntheticSource, seed: int, root: Path) -> list[Path]:
+    final = folder(source, seed, root)
+    return sorted(p for p in final.iterdir() if p.suffix in (".csv", ".parquet"))
 
 
 CHUNK_ROWS = 250_000

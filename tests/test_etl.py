@@ -183,6 +183,17 @@ def test_profile_is_written_and_consistent(ray_cluster, make_config):
     )
     assert profile["income"]["nulls"] > 0 and profile["income"]["mean"] > 0
 
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    shown = CliRunner().invoke(app, ["data", "profile", str(dataset.path), "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout) == profile
+    table = CliRunner().invoke(app, ["data", "profile", str(dataset.path)])
+    assert table.exit_code == 0 and "region" in table.stdout and "female" in table.stdout
+    missing = CliRunner().invoke(app, ["data", "profile", str(dataset.path.parent)])
+    assert missing.exit_code == 2 and "is not a dataset folder" in missing.stderr
+
 
 def ci_columns() -> list[dict]:
     from tests.conftest import ci_raw
