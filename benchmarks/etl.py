@@ -114,8 +114,13 @@ def run_baseline(rows: int, files: int, raw_root: Path) -> dict:
     for sub in (*etl_file.SPLITS, etl_file.REJECTS):
         (out / sub).mkdir(parents=True)
     t0 = time.perf_counter()
-    keys = [dedupe._id_hashes(f, i, cfg, 1) for i, f in enumerate(raw)]
-    found = dedupe._repeats(*keys)
+    shards = dedupe.shard_count(raw)
+    for i, f in enumerate(raw):
+        dedupe._write_keys(f, i, cfg, shards, str(out / "_ids"))
+    found: dict[int, list[np.ndarray]] = {}
+    for s in range(shards):
+        for index, rows in dedupe._repeats(str(out / "_ids" / f"shard-{s:03d}")).items():
+            found.setdefault(index, []).append(rows)
     rows_out = 0
     for i, f in enumerate(raw):
         part = etl_file.process_file(

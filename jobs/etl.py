@@ -106,12 +106,12 @@ def build(cfg: RelayConfig) -> Dataset:
     pii_key = _pii_key(cfg)
     names = [c.name for c in cfg.data.columns]
     undeclared = [check_columns(f, names, cfg.etl.unknown_columns) for f in files]
-    duplicates = dedupe.duplicate_rows(files, cfg)
 
     root = state / "datasets" / cfg.name
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
     for sub in (*SPLITS, REJECTS):
         (tmp / sub).mkdir(parents=True)
+    duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
     task = ray.remote(num_cpus=1, max_retries=3)(process_file)
     parts: list[FilePart] = ray.get(
         [

@@ -163,24 +163,43 @@ def batches(
         elif raw.format == "csv":
             from pyarrow import csv as pacsv
 
-            reader = pacsv.open_csv(
-                handle,
-                read_options=pacsv.ReadOptions(block_size=max(batch_rows * 128, 1 << 16)),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=strings, include_columns=names, strings_can_be_null=True
-                ),
+            convert = pacsv.ConvertOptions(
+                column_types=strings, include_columns=names, strings_can_be_null=True
             )
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
+            for block in _line_blocks(handle, batch_rows * 100, header=True):
+                yield pacsv.read_csv(pa.BufferReader(block), convert_options=convert)
         else:
             from pyarrow import json as pajson
 
-            reader = pajson.open_json(
-                handle, read_options=pajson.ReadOptions(block_size=max(batch_rows * 256, 1 << 16))
-            )
-            for batch in reader:
-                table = pa.Table.from_batches([batch])
+            for block in _line_blocks(handle, batch_rows * 200, header=False):
+                table = pajson.read_json(pa.BufferReader(block))
                 yield pa.table({n: _as_strings(table, n) for n in names}, schema=strings)
+
+
+def _line_blocks(native: pa.NativeFile, block: int, header: bool) -> Iterator[pa.Buffer]:
+    """Whole lines, about `block` bytes at a time (each CSV block led by the header line).
+
+    Arrow's own streaming readers read ahead through the whole file (measured: 180 MB held
+    for a 110 MB CSV); cutting at newlines here keeps memory flat. As in Arrow's default
+    (`newlines_in_values=False`) and in JSON Lines, a newline always ends a row.
+    """
+    first, pending = b"", b""
+    while True:
+        data = native.read(block)
+        if not data:
+            break
+        pending += data
+        cut = pending.rfind(b"\n")
+        if cut < 0:
+            continue
+        lines, pending = pending[: cut + 1], pending[cut + 1 :]
+        if header and not first:
+            end = lines.index(b"\n") + 1
+            first, lines = lines[:end], lines[end:]
+        if lines.strip():
+            yield pa.py_buffer(first + lines)
+    if pending.strip():
+        yield pa.py_buffer(first + pending)
 
 
 def _as_strings(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
