@@ -84,68 +84,97 @@ def test_stage_module_runs_the_pipeline_up_to_that_stage(tmp_path):
     shutil.rmtree(tmp_path / ".relay")
 
 
-def test_address_connects_to_an_existing_cluster_with_the_same_digest(tmp_path):
-    """A real `ray start` head (its own temp dir, loopback); stopped by PID, never `ray stop`."""
-    import signal
-    import time
-
-    config = write_config(tmp_path)
-    embedded = run([sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"], tmp_path)
-    assert embedded.returncode == 0, embedded.stderr[-3000:]
-    temp_dir = Path(tempfile.mkdtemp(prefix="relay-ray-head"))
-    port = free_port()
+def start_node(temp_dir: Path, *args: str) -> subprocess.Popen:
+    """One `ray start --block` node in its own session, so its whole group can be stopped."""
     ray_bin = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
+    return subprocess.Popen(
         [
             str(ray_bin),
             "start",
-            "--head",
             "--block",
-            f"--port={port}",
-            "--num-cpus=2",
+            "--num-cpus=1",
             "--node-ip-address=127.0.0.1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-            "--object-store-memory=200000000",
+            "--object-store-memory=150000000",
             "--memory=2000000000",
+            *args,
         ],
-        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+        env={
+            **os.environ,
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_TMPDIR": str(temp_dir),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    try:
-        address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list(temp_dir.glob("session_*/logs/raylet.out")):
-            time.sleep(0.5)
-        on_cluster = run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.etl",
-                "--config",
-                str(config),
-                "--json",
-                "--address",
-                address,
-            ],
-            tmp_path,
+
+
+def alive_nodes(address: str) -> int:
+    probe = "import ray; ray.init(address=%r); print(sum(n['Alive'] for n in ray.nodes()))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe % address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+
+
+def stop(nodes: list[subprocess.Popen]) -> None:
+    """By process group: SIGTERM, then SIGKILL after a grace period. Never `ray stop`."""
+    import signal
+
+    for node in reversed(nodes):
+        os.killpg(node.pid, signal.SIGTERM)
+    for node in reversed(nodes):
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+
+
+def test_two_node_cluster_by_address_gives_the_embedded_digest(tmp_path):
+    """A real head + worker (`ray start`, loopback, own temp dir); ETL digests must match."""
+    import time
+
+    config = write_config(tmp_path, data={"source": {"rows": 8000, "files": 4}})
+    embedded = run([sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"], tmp_path)
+    assert embedded.returncode == 0, embedded.stderr[-3000:]
+    temp_dir = Path(tempfile.mkdtemp(prefix="relay-ray-multi"))
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    nodes = [
+        start_node(
+            temp_dir,
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
         )
+    ]
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and alive_nodes(address) < 1:
+            time.sleep(1)
+        nodes.append(start_node(temp_dir, f"--address={address}"))
+        while time.monotonic() < deadline and alive_nodes(address) < 2:
+            time.sleep(1)
+        assert alive_nodes(address) == 2
+        args = [sys.executable, "-m", "jobs.etl", "--config", str(config), "--json"]
+        on_cluster = run([*args, "--address", address], tmp_path)
         assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
         first = json.loads(embedded.stdout.strip().splitlines()[-1])
         second = json.loads(on_cluster.stdout.strip().splitlines()[-1])
         assert second["dataset_digest"] == first["dataset_digest"]
-        client = sqlite_tags(tmp_path / ".relay" / "mlflow.db", second["pipeline_run_id"])
-        assert client["relay.ray_embedded"] == "false"
-        assert client["relay.ray_address"].endswith(f":{port}")
+        tags = sqlite_tags(tmp_path / ".relay" / "mlflow.db", second["pipeline_run_id"])
+        assert tags["relay.ray_embedded"] == "false"
+        assert tags["relay.ray_address"].endswith(f":{port}")
+        assert json.loads(tags["relay.cluster_resources"])["CPU"] == 2.0  # both nodes
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        stop(nodes)
         time.sleep(1)
         leftovers = {p for p in ray_dirs_in_use() if str(p).startswith(str(temp_dir))}
         shutil.rmtree(temp_dir, ignore_errors=True)
