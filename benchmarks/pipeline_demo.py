@@ -1,7 +1,9 @@
-"""Cold end-to-end run of a pipeline config, plus ETL on Ray against a single-process baseline.
+"""Cold end-to-end run of a pipeline config: `relay run <config> --json` in an empty folder.
 
 Usage: python benchmarks/pipeline_demo.py [configs/demo.yaml]
-Prints one JSON line per figure, each with the baseline it is compared to in the same run.
+Prints one JSON line: the command's wall time beside the pipeline's own total and per-stage
+seconds (the difference is interpreter start-up and imports), and the machine's peak extra
+memory while it ran. ETL throughput against its baseline: benchmarks/etl.py.
 """
 
 from __future__ import annotations
@@ -65,41 +67,11 @@ def cold_run(config: Path, workdir: Path) -> dict:
     }
 
 
-def etl_vs_single_process(config: Path, workdir: Path) -> dict:
-    """The ETL stage on Ray vs the same per-file work in one process, on the cached raw files."""
-    from cluster.config import load_config
-    from cluster.runtime import ray_session
-    from jobs import etl, synthetic
-
-    os.chdir(workdir)
-    cfg = load_config(config)
-    with ray_session(cfg.runtime):
-        started = time.perf_counter()
-        etl.build(cfg)
-        ray_s = time.perf_counter() - started
-    files, _ = synthetic.generate(cfg.data.source, cfg.seed, Path(".relay/raw").resolve())
-    out = Path(tempfile.mkdtemp(prefix="relay-bench-"))
-    for split in (*etl.SPLITS, etl.REJECTS):
-        (out / split).mkdir()
-    started = time.perf_counter()
-    for i, path in enumerate(files):
-        etl._process_file(str(path), cfg.data.source.format, i, str(out), cfg, None)
-    single_s = time.perf_counter() - started
-    shutil.rmtree(out)
-    return {
-        "figure": "etl_seconds",
-        "ray_tasks_s": round(ray_s, 2),
-        "baseline_single_process_s": round(single_s, 2),
-        "ratio_baseline_over_ray": round(single_s / ray_s, 2),
-    }
-
-
 def main() -> None:
     config = (ROOT / (sys.argv[1] if len(sys.argv) > 1 else "configs/demo.yaml")).resolve()
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-run-"))
     try:
         print(json.dumps(cold_run(config, workdir)), flush=True)
-        print(json.dumps(etl_vs_single_process(config, workdir)), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
