@@ -305,6 +305,9 @@ class RuntimeConfig(Strict):
         None, description="Ray cluster address; default RAY_ADDRESS, else an embedded local Ray."
     )
     num_cpus: int = Field(2, ge=1, description="CPUs of the embedded local Ray.")
+    num_gpus: int | None = Field(
+        None, ge=0, description="GPUs of the embedded local Ray; default: what Ray detects."
+    )
     object_store_mb: int = Field(512, ge=64, description="Object store of the embedded Ray.")
     state_dir: str = Field(".relay", description="Datasets, MLflow store and checkpoints.")
 

@@ -66,6 +66,7 @@ def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayI
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus,
+                num_gpus=cfg.num_gpus,
                 include_dashboard=False,
                 object_store_memory=cfg.object_store_mb * 1024 * 1024,
                 _temp_dir=temp_dir,

@@ -6,8 +6,10 @@ can resume from its last checkpoint when Tune restarts it.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from serving.features import encode, encode_label, feature_names
 from serving.model import build_model
 
 CHECKPOINT_FILE = "checkpoint.pt"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,18 @@ def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tenso
 
 def trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable."""
+    import ray
     from ray import tune
 
     torch.set_num_threads(ctx.threads)
     hp = hyperparameters(config, ctx)
     seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
+    began = time.perf_counter()
     x_train, y_train = load_split(ctx, "train")
     x_val, y_val = load_split(ctx, "val")
+    loaded = time.perf_counter() - began
     model = build_model(architecture(ctx.features, ctx.task, hp)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     loss_fn: nn.Module = nn.CrossEntropyLoss() if ctx.task == "classification" else nn.MSELoss()
@@ -101,11 +107,20 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
     if run_id is None:
         name = tune.get_context().get_trial_name()
         run_id = tracker.start(
-            name, parent=ctx.tune_run_id, stage="trial", tags={"relay.trial_name": name}
+            name,
+            parent=ctx.tune_run_id,
+            stage="trial",
+            tags={
+                "relay.trial_name": name,
+                "relay.device": str(device),
+                "relay.gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+            },
         )
         tracker.log(run_id, params=hp)
 
+    busy = 0.0  # seconds spent on data and training, for the tune overhead ratio
     for epoch in range(start_epoch, ctx.epochs):
+        began = time.perf_counter()
         generator = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
         train_loss = _train_epoch(
             model, optimizer, loss_fn, x_train, y_train, hp["batch_size"], generator, device
@@ -114,6 +129,7 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
             "train_loss": train_loss,
             **evaluate_split(model, loss_fn, x_val, y_val, ctx.task, device),
         }
+        busy += time.perf_counter() - began
         tracker.log(run_id, metrics=metrics, step=epoch + 1)
         with tempfile.TemporaryDirectory() as folder:
             torch.save(
@@ -126,9 +142,28 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 os.path.join(folder, CHECKPOINT_FILE),
             )
             tune.report(
-                {**metrics, "epoch": epoch + 1, "trial_run_id": run_id},
+                {
+                    **metrics,
+                    "epoch": epoch + 1,
+                    "trial_run_id": run_id,
+                    "trial_seconds": busy + loaded,
+                },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
+
+
+def pick_device() -> torch.device:
+    """CUDA only when Ray gave this trial a GPU and torch can see one; otherwise the CPU."""
+    import ray
+
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    if ray.get_gpu_ids():
+        log.warning(
+            "trial was given GPU %s but torch sees no CUDA device: training on CPU",
+            ray.get_gpu_ids(),
+        )
+    return torch.device("cpu")
 
 
 def _train_epoch(

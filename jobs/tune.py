@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cluster.config import RelayConfig, SearchParam
+from cluster.errors import ConfigError
 from cluster.runtime import RayInfo
 from cluster.tracking import Tracker
+from jobs import plots
 from jobs.etl import Dataset
 from jobs.train import TrialContext, hyperparameters, trial
 
@@ -50,6 +54,12 @@ def search_space(params: dict[str, SearchParam]) -> dict[str, Any]:
 
 
 def use_gpu(cfg: RelayConfig, info: RayInfo) -> bool:
+    """auto: a GPU per trial exactly when the cluster has one; true without GPUs would hang."""
+    if cfg.train.use_gpu == "true" and info.num_gpus < 1:
+        raise ConfigError(
+            "train.use_gpu is true but the Ray cluster has no GPU: trials would wait forever; "
+            "use auto (or false), or connect to a cluster with GPU nodes"
+        )
     return cfg.train.use_gpu == "true" or (cfg.train.use_gpu == "auto" and info.num_gpus >= 1)
 
 
@@ -127,14 +137,25 @@ def run(
                 failure_config=tune.FailureConfig(max_failures=1),
             ),
         )
+        started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
             grid = tuner.fit()
-        outcome = _record(tracker, run_id, grid, cfg, ctx)
+        slots = min(
+            cfg.tune.max_concurrent_trials,
+            max(1.0, info.resources.get("CPU", 1.0) // cfg.train.cpus_per_trial),
+        )
+        outcome = _record(tracker, run_id, grid, cfg, ctx, time.perf_counter() - started, slots)
     return outcome
 
 
 def _record(
-    tracker: Tracker, run_id: str, grid: Any, cfg: RelayConfig, ctx: TrialContext
+    tracker: Tracker,
+    run_id: str,
+    grid: Any,
+    cfg: RelayConfig,
+    ctx: TrialContext,
+    wall: float,
+    slots: float,
 ) -> TuneOutcome:
     """Close every trial run with its final status, tag the best, summarise on the tune run."""
     if grid.num_errors == len(grid) or not len(grid):
@@ -165,18 +186,32 @@ def _record(
         if k.startswith(("val_", "train_")) and isinstance(v, int | float)
     }
     hp = hyperparameters(best.config, ctx)
+    trained = sum(float((r.metrics or {}).get("trial_seconds", 0.0)) for r in grid)
     tracker.log(
         run_id,
-        metrics={f"best_{k}": v for k, v in metrics.items()},
+        metrics={
+            **{f"best_{k}": v for k, v in metrics.items()},
+            "trial_seconds_total": trained,
+            "wall_seconds": wall,
+            # wall time over the ideal: all training time spread over the trial slots
+            "overhead_ratio": wall / max(trained / slots, 1e-9),
+        },
         tags={
-            "relay.best_trial_run_id": best.metrics["trial_run_id"],
+            "relay.best_trial_run_id": best_run,
             "relay.best_hyperparameters": hp,
             "relay.trials": len(grid),
         },
     )
+    with tempfile.TemporaryDirectory() as folder:
+        runs = [r.metrics["trial_run_id"] for r in grid if (r.metrics or {}).get("trial_run_id")]
+        histories = plots.histories_from(tracker.client, runs, cfg.tune.metric)
+        png = plots.learning_curves(
+            histories, best_run, cfg.tune.metric, Path(folder) / "learning_curves.png"
+        )
+        tracker.client.log_artifact(run_id, str(png))
     return TuneOutcome(
         run_id=run_id,
-        best_run_id=best.metrics["trial_run_id"],
+        best_run_id=best_run,
         hyperparameters=hp,
         metrics=metrics,
         checkpoint_path=best.checkpoint.path,

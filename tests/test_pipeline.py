@@ -107,6 +107,10 @@ def test_lineage_links_version_to_trial_tune_pipeline_etl_and_dataset(run):
     artifacts = {a.path for a in client.list_artifacts(s["pipeline_run_id"])}
     assert {"config.yaml", "summary.json"} <= artifacts
 
+    tune_artifacts = {a.path for a in client.list_artifacts(tune_run.info.run_id)}
+    assert "learning_curves.png" in tune_artifacts
+    assert tune_run.data.metrics["overhead_ratio"] > 0.5  # tiny CI trials: mostly overhead
+
     trials = children(client, tune_run.info.run_id)
     assert len(trials) == run["cfg"].tune.num_samples
     for t in trials:

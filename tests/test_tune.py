@@ -1,0 +1,101 @@
+"""Tuning: GPU decisions, determinism, and the other task types, on a real Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cluster.errors import ConfigError
+from cluster.runtime import RayInfo
+from cluster.tracking import Tracker
+from jobs import pipeline, tune
+from tests.conftest import ROOT, ci_raw, merge
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpus", "expected"),
+    [("auto", 1, True), ("auto", 0, False), ("false", 2, False), ("true", 1, True)],
+)
+def test_use_gpu_decision(make_config, setting, gpus, expected):
+    cfg = make_config(train={"use_gpu": setting})
+    assert tune.use_gpu(cfg, RayInfo("x", True, {"CPU": 2.0, "GPU": float(gpus)})) is expected
+
+
+def test_use_gpu_true_without_gpus_is_refused(make_config):
+    cfg = make_config(train={"use_gpu": "true"})
+    with pytest.raises(ConfigError, match=r"train\.use_gpu is true but the Ray cluster has no GPU"):
+        tune.use_gpu(cfg, RayInfo("x", True, {"CPU": 2.0}))
+
+
+def test_declared_gpu_is_placed_and_falls_back_to_cpu(tmp_path):
+    """The GPU is mocked: the embedded Ray *declares* one (runtime.num_gpus), torch has no CUDA.
+
+    Trials must be given GPU 0 by Ray (placement) and then train on the CPU (fallback).
+    """
+    raw = merge(ci_raw(), {"runtime": {"num_gpus": 1}, "tune": {"num_samples": 2}})
+    config = tmp_path / "gpu.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(config), "--until", "tune", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    tune_run = next(r for r in runs if r.data.tags.get("relay.stage") == "tune")
+    assert tune_run.data.params["use_gpu"] == "True"
+    trials = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert len(trials) == 2
+    assert {t.data.tags["relay.gpu_ids"] for t in trials} == {"0"}
+    assert {t.data.tags["relay.device"] for t in trials} == {"cpu"}
+
+
+def test_same_config_and_data_give_the_same_best_trial(ray_cluster, make_config):
+    """FIFO keeps the comparison exact; ASHA's stop decisions depend on arrival order."""
+    outcomes = []
+    for _ in range(2):
+        cfg = make_config(tune={"scheduler": "fifo"})
+        summary = pipeline.run(cfg, until="tune")
+        outcomes.append(summary)
+    first, second = outcomes
+    assert first["dataset_digest"] == second["dataset_digest"]
+    assert first["best_hyperparameters"] == second["best_hyperparameters"]
+    for key, value in first["best_val"].items():
+        assert second["best_val"][key] == pytest.approx(value, abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
+    raw_columns = ci_raw()["data"]["columns"]
+    columns = []
+    for column in raw_columns:
+        column = dict(column)
+        if column["name"] == "defaulted":
+            column["role"] = "ignore"
+        if task == "multiclass" and column["name"] == "home_ownership":
+            column["role"] = "label"
+        if task == "regression" and column["name"] == "loan_amount":
+            column["role"] = "label"
+        columns.append(column)
+    model = {"task": "regression" if task == "regression" else "classification"}
+    cfg = make_config(
+        data={"columns": columns}, model=model, tune={"num_samples": 1, "metric": "val_loss"}
+    )
+    summary = pipeline.run(cfg, until="evaluate")
+    metrics = summary["test_metrics"]
+    if task == "multiclass":
+        assert set(metrics) >= {"test_accuracy", "test_log_loss"}
+        assert 0.2 < metrics["test_accuracy"] <= 1.0
+    else:
+        assert set(metrics) >= {"test_rmse", "test_mae", "test_r2"}
+        assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] > 0
