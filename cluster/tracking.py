@@ -94,9 +94,17 @@ class Tracker:
         parent: str | None = None,
         tags: Mapping[str, str] | None = None,
         stage: str | None = None,
+        reopen: str | None = None,
     ) -> Iterator[str]:
-        """A run that ends FINISHED, or FAILED (re-raising) when the block raises."""
-        run_id = self.start(name, parent, tags, stage)
+        """A run that ends FINISHED, or FAILED (re-raising) when the block raises.
+
+        `reopen` continues an interrupted run (same id, status back to RUNNING) instead.
+        """
+        if reopen:
+            self.client.update_run(reopen, status="RUNNING")
+            run_id = reopen
+        else:
+            run_id = self.start(name, parent, tags, stage)
         try:
             yield run_id
         except BaseException:

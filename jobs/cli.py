@@ -52,6 +52,14 @@ def run(
         bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
     ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue this config's interrupted "
+            "run: same MLflow runs, trials from checkpoints",
+        ),
+    ] = False,
 ) -> None:
     """Run the pipeline: ETL, tuning, evaluation, registration, serving, one prediction.
 
@@ -59,7 +67,13 @@ def run(
     """
     raise typer.Exit(
         run_command(
-            config, address=address, until=until, as_json=as_json, debug=debug, keep_serving=serve
+            config,
+            address=address,
+            until=until,
+            as_json=as_json,
+            debug=debug,
+            keep_serving=serve,
+            resume=resume,
         )
     )
 
@@ -139,6 +153,7 @@ def run_command(
     as_json: bool = False,
     debug: bool = False,
     keep_serving: bool = False,
+    resume: bool = False,
 ) -> int:
     """Shared by `relay run` and `python -m jobs.<stage>`: returns the exit code."""
     from jobs import pipeline
@@ -166,6 +181,7 @@ def run_command(
             keep_serving=keep_serving,
             on_stage=lambda s: err.print(f"[dim]relay ▸ {s}[/dim]"),
             on_summary=report if keep_serving else None,
+            resume=resume,
         )
         if not keep_serving:
             report(summary)
@@ -175,7 +191,7 @@ def run_command(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print(f"interrupted: continue with  relay run {config} --resume")
         return 130
     except Exception as exc:
         if debug:

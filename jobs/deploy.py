@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.errors import ServingError
-from cluster.tracking import Tracker
+from jobs.progress import StageRuns
 from jobs.register import Registered
 
 
@@ -34,12 +34,13 @@ def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
     }
 
 
-def run(cfg: RelayConfig, tracker: Tracker, parent: str, registered: Registered) -> Deployment:
+def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment:
     from ray import serve
 
     from serving.app import build
 
-    with tracker.run("deploy", parent=parent, stage="deploy") as run_id:
+    tracker = runs.tracker
+    with runs.open("deploy") as run_id:
         try:
             serve.start(
                 http_options={"host": cfg.serve.host, "port": cfg.serve.port},

@@ -33,6 +33,7 @@ from cluster.errors import ConfigError, DataQualityError
 from cluster.tracking import Tracker
 from jobs import dedupe, featurestats, synthetic
 from jobs.etl_file import REJECTS, SPLITS, FilePart, output_schema, process_file, rejects_schema
+from jobs.progress import StageRuns
 from jobs.sources import RawFile, check_columns, resolve_files
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,10 @@ class Dataset:
         return cls(path=path, meta=json.loads((path / META).read_text()))
 
 
-def run(cfg: RelayConfig, tracker: Tracker, parent: str | None) -> Dataset:
+def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
     """The stage: build (or reuse) the dataset and record it in an `etl` child run."""
-    with tracker.run("etl", parent=parent, stage="etl") as run_id:
+    tracker = runs.tracker
+    with runs.open("etl") as run_id:
         dataset = build(cfg)
         meta = dataset.meta
         counts = meta["counts"]

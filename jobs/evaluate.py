@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from cluster.config import RelayConfig
-from cluster.tracking import Tracker
 from jobs.etl import Dataset
+from jobs.progress import StageRuns
 from jobs.train import CHECKPOINT_FILE, architecture
 from jobs.tune import TuneOutcome
 from serving.features import encode_label
@@ -50,10 +50,9 @@ def model_spec(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome) -> dict
     }
 
 
-def run(
-    cfg: RelayConfig, tracker: Tracker, parent: str | None, dataset: Dataset, outcome: TuneOutcome
-) -> Evaluation:
-    with tracker.run("evaluate", parent=parent, stage="evaluate") as run_id:
+def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:
+    tracker = runs.tracker
+    with runs.open("evaluate") as run_id:
         state = torch.load(Path(outcome.checkpoint_path) / CHECKPOINT_FILE, weights_only=True)
         spec = model_spec(cfg, dataset, outcome)
         evaluation = Evaluation(run_id=run_id, metrics={}, spec=spec, state_dict=state["model"])

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,16 @@ def run(
     keep_serving: bool = False,
     on_stage: Callable[[str], None] | None = None,
     on_summary: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the stages up to `until`; return the summary the CLI prints.
 
     With `keep_serving`, the endpoint stays up: on an embedded Ray this call then waits for
     Ctrl-C (the local cluster lives only as long as this process) after `on_summary`.
+    With `resume`, the interrupted run of this config continues in the same MLflow runs;
+    finished stages are not repeated and Tune restores its trials from their checkpoints.
     """
-    from jobs import deploy, etl, evaluate, register, tune
+    from jobs import deploy, etl, evaluate, progress, register, tune
 
     if until not in STAGES:
         raise ValueError(f"until must be one of {STAGES}")
@@ -54,18 +58,30 @@ def run(
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
+    previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
     with ray_session(cfg.runtime, address) as info:
         timings["ray"] = round(time.perf_counter() - started, 2)
         tracker = Tracker.from_config(cfg)
-        with tracker.run(f"pipeline-{cfg.name}", stage="pipeline", tags=provenance_tags()) as pid:
-            _record_start(tracker, pid, cfg, info)
+        reopen = previous.pipeline_run_id if previous else None
+        with tracker.run(
+            f"pipeline-{cfg.name}", stage="pipeline", tags=provenance_tags(), reopen=reopen
+        ) as pid:
+            state = previous or progress.Progress(pipeline_run_id=pid, config_digest=cfg.digest())
+            progress.save(cfg, state)
+            runs = progress.StageRuns(tracker, cfg, state)
+            _record_start(tracker, pid, cfg, info, resumed=previous is not None)
             summary.update(
                 pipeline_run_id=pid, tracking_uri=tracker.uri, experiment_id=tracker.experiment_id
             )
             with stage("etl"):
-                dataset = etl.run(cfg, tracker, pid)
+                if state.done("etl"):
+                    dataset = etl.Dataset.open(Path(state.stages["etl"]["path"]))
+                    dataset.run_id = state.run_id("etl")
+                else:
+                    dataset = etl.run(cfg, runs)
+                    runs.finish("etl", path=str(dataset.path))
             summary.update(
                 dataset_digest=dataset.digest,
                 dataset_path=str(dataset.path),
@@ -74,7 +90,11 @@ def run(
             )
             if "tune" in wanted:
                 with stage("tune"):
-                    outcome = tune.run(cfg, tracker, pid, dataset, info)
+                    if state.done("tune"):
+                        outcome = tune.TuneOutcome(**state.stages["tune"]["outcome"])
+                    else:
+                        outcome = tune.run(cfg, runs, dataset, info)
+                        runs.finish("tune", outcome=asdict(outcome))
                 summary.update(
                     best_hyperparameters=outcome.hyperparameters,
                     best_val=outcome.metrics,
@@ -82,11 +102,16 @@ def run(
                 )
             if "evaluate" in wanted:
                 with stage("evaluate"):
-                    evaluation = evaluate.run(cfg, tracker, pid, dataset, outcome)
+                    evaluation = evaluate.run(cfg, runs, dataset, outcome)
+                    runs.finish("evaluate")
                 summary["test_metrics"] = evaluation.metrics
             if "register" in wanted:
                 with stage("register"):
-                    registered = register.run(cfg, tracker, pid, dataset, outcome, evaluation)
+                    if state.done("register"):
+                        registered = register.Registered(**state.stages["register"]["model"])
+                    else:
+                        registered = register.run(cfg, runs, dataset, outcome, evaluation)
+                        runs.finish("register", model=asdict(registered))
                 summary.update(
                     model_name=registered.name,
                     model_version=registered.version,
@@ -95,7 +120,7 @@ def run(
                 )
             if "deploy" in wanted:
                 with stage("deploy"):
-                    deployment = deploy.run(cfg, tracker, pid, registered)
+                    deployment = deploy.run(cfg, runs, registered)
                 with stage("predict"):
                     summary["prediction"] = sample_prediction(deployment, dataset, evaluation)
                 summary["endpoint"] = f"{deployment.endpoint}/predict"
@@ -111,6 +136,8 @@ def run(
                 },
             )
             tracker.client.log_dict(pid, summary, "summary.json")
+            state.finished = True
+            progress.save(cfg, state)
         if on_summary:
             on_summary(summary)
         if "deploy" in wanted:
@@ -121,7 +148,9 @@ def run(
     return summary
 
 
-def _record_start(tracker: Tracker, pid: str, cfg: RelayConfig, info: RayInfo) -> None:
+def _record_start(
+    tracker: Tracker, pid: str, cfg: RelayConfig, info: RayInfo, resumed: bool
+) -> None:
     tracker.log(
         pid,
         params={"config_digest": cfg.digest(), "seed": cfg.seed, "model_name": cfg.model.name},
@@ -130,6 +159,7 @@ def _record_start(tracker: Tracker, pid: str, cfg: RelayConfig, info: RayInfo) -
             "relay.ray_address": info.address,
             "relay.ray_embedded": str(info.embedded).lower(),
             "relay.cluster_resources": json.dumps(info.resources, sort_keys=True),
+            **({"relay.resumed": "true"} if resumed else {}),
         },
     )
     tracker.client.log_text(
@@ -183,10 +213,16 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     parser.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run")
     args = parser.parse_args(argv)
     raise SystemExit(
         run_command(
-            args.config, address=args.address, until=stage, as_json=args.json, debug=args.debug
+            args.config,
+            address=args.address,
+            until=stage,
+            as_json=args.json,
+            debug=args.debug,
+            resume=args.resume,
         )
     )
 

@@ -30,6 +30,9 @@ def learning_curves(
             alpha=1.0 if is_best else 0.6,
             label=f"{name} (best)" if is_best else None,
         )
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric)
     axes.set_title(f"{metric} per trial ({len(histories)} trials; stopped lines = ASHA)")

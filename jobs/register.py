@@ -13,9 +13,9 @@ from pathlib import Path
 from cluster.bundle import write_bundle
 from cluster.config import RelayConfig
 from cluster.registry import BUNDLE_PATH, SHA_TAG
-from cluster.tracking import Tracker
 from jobs.etl import Dataset
 from jobs.evaluate import Evaluation
+from jobs.progress import StageRuns
 from jobs.tune import TuneOutcome
 
 
@@ -30,16 +30,16 @@ class Registered:
 
 def run(
     cfg: RelayConfig,
-    tracker: Tracker,
-    parent: str,
+    runs: StageRuns,
     dataset: Dataset,
     outcome: TuneOutcome,
     evaluation: Evaluation,
 ) -> Registered:
     from mlflow.exceptions import MlflowException
 
+    tracker, parent = runs.tracker, runs.parent
     client = tracker.client
-    with tracker.run("register", parent=parent, stage="register") as run_id:
+    with runs.open("register") as run_id:
         with tempfile.TemporaryDirectory(prefix="relay-bundle-") as tmp:
             folder = Path(tmp) / BUNDLE_PATH
             sha = write_bundle(folder, evaluation.state_dict, evaluation.spec)

@@ -104,8 +104,10 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, run_id = int(state["epoch"]), str(state["run_id"])
+    name = tune.get_context().get_trial_name()
+    if run_id is None:  # a trial restarted before its first checkpoint keeps its run too
+        run_id = _existing_trial_run(tracker, ctx.tune_run_id, name)
     if run_id is None:
-        name = tune.get_context().get_trial_name()
         run_id = tracker.start(
             name,
             parent=ctx.tune_run_id,
@@ -150,6 +152,17 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
                 },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
+
+
+def _existing_trial_run(tracker: Tracker, tune_run_id: str, name: str) -> str | None:
+    found = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=(
+            f"tags.`mlflow.parentRunId` = '{tune_run_id}' and tags.`relay.trial_name` = '{name}'"
+        ),
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
 
 
 def pick_device() -> torch.device:

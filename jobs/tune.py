@@ -20,6 +20,7 @@ from cluster.runtime import RayInfo
 from cluster.tracking import Tracker
 from jobs import plots
 from jobs.etl import Dataset
+from jobs.progress import StageRuns
 from jobs.train import TrialContext, hyperparameters, trial
 
 
@@ -63,14 +64,13 @@ def use_gpu(cfg: RelayConfig, info: RayInfo) -> bool:
     return cfg.train.use_gpu == "true" or (cfg.train.use_gpu == "auto" and info.num_gpus >= 1)
 
 
-def run(
-    cfg: RelayConfig, tracker: Tracker, parent: str | None, dataset: Dataset, info: RayInfo
-) -> TuneOutcome:
+def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> TuneOutcome:
+    """Search; an interrupted search (same tune run, its Tune folder on disk) is restored."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    with tracker.run("tune", parent=parent, stage="tune") as run_id:
+    tracker = runs.tracker
+    with runs.open("tune") as run_id:
         defaults = cfg.train.model_dump(
             include={"lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout"}
         )
@@ -118,25 +118,14 @@ def run(
             tune.with_parameters(trial, ctx=ctx),
             {"cpu": cfg.train.cpus_per_trial, "gpu": 1 if gpu else 0},
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=search_space(cfg.tune.search_space),
-            tune_config=tune.TuneConfig(
-                metric=cfg.tune.metric,
-                mode=cfg.tune.mode,
-                num_samples=cfg.tune.num_samples,
-                max_concurrent_trials=cfg.tune.max_concurrent_trials,
-                scheduler=scheduler,
-                search_alg=BasicVariantGenerator(random_state=cfg.seed),
-            ),
-            run_config=tune.RunConfig(
-                name=f"{cfg.name}-{run_id[:12]}",  # unique: a reused name silently resumes
-                storage_path=str(Path(cfg.runtime.state_dir).resolve() / "tune"),
-                verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=1),
-            ),
-        )
+        storage = Path(cfg.runtime.state_dir).resolve() / "tune"
+        name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
+        if tune.Tuner.can_restore(str(storage / name)):
+            tuner = tune.Tuner.restore(
+                str(storage / name), trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            tuner = _new_tuner(cfg, trainable, scheduler, name, storage)
         started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
             grid = tuner.fit()
@@ -146,6 +135,31 @@ def run(
         )
         outcome = _record(tracker, run_id, grid, cfg, ctx, time.perf_counter() - started, slots)
     return outcome
+
+
+def _new_tuner(cfg: RelayConfig, trainable: Any, scheduler: Any, name: str, storage: Path) -> Any:
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return tune.Tuner(
+        trainable,
+        param_space=search_space(cfg.tune.search_space),
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric,
+            mode=cfg.tune.mode,
+            num_samples=cfg.tune.num_samples,
+            max_concurrent_trials=cfg.tune.max_concurrent_trials,
+            scheduler=scheduler,
+            search_alg=BasicVariantGenerator(random_state=cfg.seed),
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
 
 
 def _record(

@@ -185,3 +185,70 @@ def sqlite_tags(db: Path, run_id: str) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=f"sqlite:///{db}").get_run(run_id).data.tags
+
+
+def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path):
+    """SIGKILL the whole `relay run` process group mid-tune, then `relay run --resume`."""
+    import signal
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    config = write_config(
+        tmp_path,
+        data={"source": {"rows": 20000}},
+        tune={"num_samples": 3, "scheduler": "fifo"},
+        train={"epochs": 4, "batch_size": 64},
+    )
+    args = [*RELAY, "run", str(config), "--until", "register", "--json"]
+    nothing = run([*args, "--resume"], tmp_path)
+    assert nothing.returncode == 2 and "no interrupted run" in nothing.stderr
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["PYTHONPATH"] = str(ROOT)
+    before = ray_dirs_in_use()
+    driver = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list((tmp_path / ".relay" / "tune").glob("*/*/checkpoint_000000")):
+            break
+        time.sleep(0.1)
+    assert driver.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(2)
+    for orphan in ray_dirs_in_use() - before:  # Ray processes that outlived their driver
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(orphan) in cmdline.read_bytes().decode(errors="ignore"):
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+    interrupted = json.loads((tmp_path / ".relay" / "runs" / "credit-ci.json").read_text())
+    assert not interrupted["finished"]
+
+    resumed = run([*args, "--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["pipeline_run_id"] == interrupted["pipeline_run_id"]
+    assert summary["model_version"] == 1
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.relay' / 'mlflow.db'}")
+    runs = client.search_runs([summary["experiment_id"]])
+    stages = [r.data.tags.get("relay.stage") for r in runs]
+    assert stages.count("pipeline") == 1 and stages.count("etl") == 1
+    assert stages.count("tune") == 1 and stages.count("register") == 1
+    assert stages.count("trial") == 3  # no trial was logged twice
+    assert all(r.info.status == "FINISHED" for r in runs)
+    pipeline_run = client.get_run(summary["pipeline_run_id"])
+    assert pipeline_run.data.tags["relay.resumed"] == "true"
+    assert len(client.search_model_versions("name='credit-default-ci'")) == 1
+    again = run([*args, "--resume"], tmp_path)
+    assert again.returncode == 2 and "nothing to resume" in again.stderr

@@ -99,3 +99,52 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
     else:
         assert set(metrics) >= {"test_rmse", "test_mae", "test_r2"}
         assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] > 0
+
+
+def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
+    """SIGKILL a running trial's process after its first checkpoint; FailureConfig restores it."""
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    cfg = make_config(
+        data={"source": {"rows": 60000}},
+        tune={"num_samples": 1, "scheduler": "fifo"},
+        train={"epochs": 6, "batch_size": 64},
+    )
+    killed: list[int] = []
+    tune_root = Path(cfg.runtime.state_dir) / "tune"
+
+    def kill_after_first_checkpoint() -> None:
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            if list(tune_root.glob("*/*/checkpoint_000001")):
+                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                    try:
+                        if cmdline.read_bytes().startswith(b"ray::ImplicitFunc"):
+                            os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                            killed.append(int(cmdline.parent.name))
+                            return
+                    except (OSError, ValueError):
+                        continue
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    summary = pipeline.run(cfg, until="tune")
+    killer.join()
+    assert killed, "the trial was never seen running"
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    trials = [
+        r
+        for r in tracker.client.search_runs([summary["experiment_id"]])
+        if r.data.tags.get("relay.stage") == "trial"
+    ]
+    assert len(trials) == 1  # the restored trial kept its MLflow run: no duplicate
+    (trial,) = trials
+    assert trial.data.tags["relay.trial_status"] == "completed"
+    steps = [m.step for m in tracker.client.get_metric_history(trial.info.run_id, "val_loss")]
+    assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+    assert steps.count(1) == 1 and steps.count(2) == 1  # restored after epoch 2, not from 0
