@@ -99,6 +99,7 @@ def run(
                     best_hyperparameters=outcome.hyperparameters,
                     best_val=outcome.metrics,
                     trials=outcome.trials,
+                    tune_overhead_ratio=round(outcome.overhead_ratio, 3),
                 )
             if "evaluate" in wanted:
                 with stage("evaluate"):

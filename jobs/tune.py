@@ -34,6 +34,8 @@ class TuneOutcome:
     metrics: dict[str, float]
     checkpoint_path: str
     trials: int
+    wall_seconds: float = 0.0
+    overhead_ratio: float = 0.0  # wall time / (training time spread over the trial slots)
 
 
 def search_space(params: dict[str, SearchParam]) -> dict[str, Any]:
@@ -208,7 +210,7 @@ def _record(
             "trial_seconds_total": trained,
             "wall_seconds": wall,
             # wall time over the ideal: all training time spread over the trial slots
-            "overhead_ratio": wall / max(trained / slots, 1e-9),
+            "overhead_ratio": wall / max(trained / slots, 1e-9),  # 1.0 would be no overhead
         },
         tags={
             "relay.best_trial_run_id": best_run,
@@ -230,6 +232,8 @@ def _record(
         metrics=metrics,
         checkpoint_path=best.checkpoint.path,
         trials=len(grid),
+        wall_seconds=wall,
+        overhead_ratio=wall / max(trained / slots, 1e-9),
     )
 
 

@@ -61,3 +61,45 @@ def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
         return parse_config(raw)
 
     return make
+
+
+class ProcessKiller:
+    """SIGKILLs the first process whose title starts with `title` once `ready()` holds.
+
+    Ray names a worker by what it runs (`ray::process_file`, `ray::ImplicitFunc`), so a test
+    can kill exactly the process doing the work, as a crash would.
+    """
+
+    def __init__(
+        self, title: bytes, ready: Callable[[], bool] = lambda: True, timeout: float = 120
+    ):
+        import threading
+
+        self.title, self.ready, self.timeout = title, ready, timeout
+        self.killed: list[int] = []
+        self.thread = threading.Thread(target=self._hunt, daemon=True)
+
+    def __enter__(self) -> ProcessKiller:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join()
+
+    def _hunt(self) -> None:
+        import os
+        import signal
+        import time
+
+        deadline = time.monotonic() + self.timeout
+        while not self.killed and time.monotonic() < deadline:
+            if self.ready():
+                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                    try:
+                        if cmdline.read_bytes().startswith(self.title):
+                            os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                            self.killed.append(int(cmdline.parent.name))
+                            return
+                    except (OSError, ValueError):
+                        continue
+            time.sleep(0.05)

@@ -203,36 +203,16 @@ def ci_columns() -> list[dict]:
 
 def test_worker_killed_mid_etl_gives_the_same_digest(ray_cluster, make_config):
     """SIGKILL the worker process running a file task; Ray retries it from scratch."""
-    import os
     import shutil
-    import signal
-    import threading
-    import time
+
+    from tests.conftest import ProcessKiller
 
     cfg = make_config(data={"source": {"rows": 120_000, "files": 4}}, etl={"batch_rows": 4096})
     clean = etl.build(cfg)
     shutil.rmtree(clean.path)
-    killed: list[int] = []
-
-    def kill_one_task() -> None:
-        deadline = time.monotonic() + 60
-        while not killed and time.monotonic() < deadline:
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    if cmdline.read_bytes().startswith(b"ray::process_file"):
-                        pid = int(cmdline.parent.name)
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
-                        return
-                except (OSError, ValueError):
-                    continue
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_one_task)
-    killer.start()
-    again = etl.build(cfg)
-    killer.join()
-    assert killed, "no file task was seen running"
+    with ProcessKiller(b"ray::process_file", timeout=60) as killer:
+        again = etl.build(cfg)
+    assert killer.killed, "no file task was seen running"
     assert again.digest == clean.digest
     assert again.meta["counts"] == clean.meta["counts"]
     assert again.meta["reasons"] == clean.meta["reasons"]

@@ -14,7 +14,7 @@ from cluster.errors import ConfigError
 from cluster.runtime import RayInfo
 from cluster.tracking import Tracker
 from jobs import pipeline, tune
-from tests.conftest import ROOT, ci_raw, merge
+from tests.conftest import ROOT, ProcessKiller, ci_raw, merge
 
 
 @pytest.mark.parametrize(
@@ -103,10 +103,6 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
     """SIGKILL a running trial's process after its first checkpoint; FailureConfig restores it."""
-    import os
-    import signal
-    import threading
-    import time
     from pathlib import Path
 
     cfg = make_config(
@@ -114,28 +110,11 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
         tune={"num_samples": 1, "scheduler": "fifo"},
         train={"epochs": 6, "batch_size": 64},
     )
-    killed: list[int] = []
     tune_root = Path(cfg.runtime.state_dir) / "tune"
-
-    def kill_after_first_checkpoint() -> None:
-        deadline = time.monotonic() + 120
-        while not killed and time.monotonic() < deadline:
-            if list(tune_root.glob("*/*/checkpoint_000001")):
-                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                    try:
-                        if cmdline.read_bytes().startswith(b"ray::ImplicitFunc"):
-                            os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                            killed.append(int(cmdline.parent.name))
-                            return
-                    except (OSError, ValueError):
-                        continue
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_after_first_checkpoint)
-    killer.start()
-    summary = pipeline.run(cfg, until="tune")
-    killer.join()
-    assert killed, "the trial was never seen running"
+    ready = lambda: bool(list(tune_root.glob("*/*/checkpoint_000001")))  # noqa: E731
+    with ProcessKiller(b"ray::ImplicitFunc", ready) as killer:
+        summary = pipeline.run(cfg, until="tune")
+    assert killer.killed, "the trial was never seen running"
     tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
     trials = [
         r
