@@ -102,7 +102,6 @@ def run_relay(rows: int, files: int, raw_root: Path) -> dict:
 
 def run_baseline(rows: int, files: int, raw_root: Path) -> dict:
     """In this (fresh) process: the same transform, file after file, no Ray."""
-    import numpy as np
 
     from jobs import dedupe, etl_file, synthetic
     from jobs.sources import RawFile
@@ -117,15 +116,11 @@ def run_baseline(rows: int, files: int, raw_root: Path) -> dict:
     shards = dedupe.shard_count(raw)
     for i, f in enumerate(raw):
         dedupe._write_keys(f, i, cfg, shards, str(out / "_ids"))
-    found: dict[int, list[np.ndarray]] = {}
-    for s in range(shards):
-        for index, rows in dedupe._repeats(str(out / "_ids" / f"shard-{s:03d}")).items():
-            found.setdefault(index, []).append(rows)
+    shard_dirs = [str(out / "_ids" / f"shard-{s:03d}") for s in range(shards)]
+    duplicates = dedupe.per_file([dedupe._repeats(d) for d in shard_dirs], len(raw))
     rows_out = 0
     for i, f in enumerate(raw):
-        part = etl_file.process_file(
-            f, i, str(out), cfg, None, found.get(i, np.empty(0, np.int64)), []
-        )
+        part = etl_file.process_file(f, i, str(out), cfg, None, duplicates[i], [])
         rows_out += part.counts["rows_out"]
     seconds = time.perf_counter() - t0
     shutil.rmtree(cfg.runtime.state_dir, ignore_errors=True)

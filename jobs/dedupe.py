@@ -32,7 +32,12 @@ def duplicate_rows(files: list[RawFile], cfg: RelayConfig, work: Path) -> list[n
     find = ray.remote(num_cpus=1, max_retries=3)(_repeats)
     found = ray.get([find.remote(str(work / f"shard-{s:03d}")) for s in range(shards)])
     shutil.rmtree(work, ignore_errors=True)
-    rows: list[list[np.ndarray]] = [[] for _ in files]
+    return per_file(found, len(files))
+
+
+def per_file(found: list[dict[int, np.ndarray]], files: int) -> list[np.ndarray]:
+    """Shard results -> for each file, its sorted duplicate row numbers."""
+    rows: list[list[np.ndarray]] = [[] for _ in range(files)]
     for shard in found:
         for file_index, positions in shard.items():
             rows[file_index].append(positions)

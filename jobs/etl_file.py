@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.config import ColumnType, RelayConfig, Role
+from cluster.digests import stream_sha256
 from jobs import featurestats, pii
 from jobs.profile import Profile
 from jobs.rowhash import row_hash, unit_interval
@@ -201,8 +202,5 @@ def _apply_pii(table: pa.Table, cfg: RelayConfig, key: bytes | None) -> pa.Table
 def _sha256(raw: RawFile) -> str:
     """The raw file's bytes, through the same filesystem layer that read it."""
     fs, path = filesystem(raw.uri)
-    digest = hashlib.sha256()
     with fs.open_input_stream(path) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return stream_sha256(handle)

@@ -69,13 +69,21 @@ class Profile:
         self._sample(table, keys)
 
     def _sample(self, table: pa.Table, keys: np.ndarray) -> None:
+        fresh = {
+            name: pc.fill_null(table.column(name).cast(pa.float64()), np.nan).to_numpy(
+                zero_copy_only=False
+            )
+            for name in self.sample
+        }
+        self._keep_lowest(keys, fresh)
+
+    def _keep_lowest(self, keys: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Bottom-k by row hash over the current sample plus new rows: order-independent."""
         merged = np.concatenate([self.sample_keys, keys])
         keep = np.argsort(merged, kind="stable")[:SAMPLE_ROWS]
         self.sample_keys = merged[keep]
         for name in self.sample:
-            values = pc.fill_null(table.column(name).cast(pa.float64()), np.nan)
-            fresh = values.to_numpy(zero_copy_only=False)
-            self.sample[name] = np.concatenate([self.sample[name], fresh])[keep]
+            self.sample[name] = np.concatenate([self.sample[name], values[name]])[keep]
 
     def merge(self, other: Profile) -> None:
         for name, p in self.columns.items():
@@ -88,11 +96,7 @@ class Profile:
                 p[bound] = pick(values) if values else None
             for key, count in q["top"].items():
                 p["top"][key] = p["top"].get(key, 0) + count
-        merged = np.concatenate([self.sample_keys, other.sample_keys])
-        keep = np.argsort(merged, kind="stable")[:SAMPLE_ROWS]
-        self.sample_keys = merged[keep]
-        for name in self.sample:
-            self.sample[name] = np.concatenate([self.sample[name], other.sample[name]])[keep]
+        self._keep_lowest(other.sample_keys, other.sample)
 
     def report(self) -> dict[str, Any]:
         out = {}
