@@ -234,6 +234,10 @@ class TuneConfig(Strict):
     )
     mode: Literal["min", "max"] = Field("min", description="Whether the metric is minimised.")
     scheduler: Literal["asha", "fifo"] = Field("asha", description="Early stopping scheduler.")
+    search: Literal["random", "optuna"] = Field(
+        "random",
+        description="random (grid points expanded), or optuna TPE (pip install 'relay[optuna]').",
+    )
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped.")
     reduction_factor: int = Field(2, ge=2, description="ASHA: halving rate.")
     search_space: dict[str, SearchParam] = Field(
@@ -248,6 +252,12 @@ class TuneConfig(Strict):
             raise ValueError(
                 f"unknown hyper-parameter(s) {unknown}; expected keys among {list(HYPERPARAMETERS)}"
             )
+        grids = sorted(k for k, p in self.search_space.items() if p.type == "grid")
+        if self.search == "optuna" and grids:
+            raise ValueError(
+                f"search optuna cannot expand grid parameter(s) {grids}: "
+                "use type choice for them, or search random"
+            )
         return self
 
 
@@ -259,12 +269,17 @@ class TrainConfig(Strict):
     lr: float = Field(3e-3, gt=0, description="Default learning rate if not searched.")
     weight_decay: float = Field(0.0, ge=0, description="Default weight decay if not searched.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Default dropout if not searched.")
-    cpus_per_trial: float = Field(1, gt=0, description="CPUs reserved by each trial.")
-    workers_per_trial: Literal[1] = Field(
-        1, description="Data-parallel workers per trial (1: plain Tune function trainable)."
+    cpus_per_trial: float = Field(
+        1, gt=0, description="CPUs reserved by each trial (split evenly over its workers)."
+    )
+    workers_per_trial: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="1: a plain Tune function trainable; more: a TorchTrainer DDP run per trial.",
     )
     use_gpu: Literal["auto", "true", "false"] = Field(
-        "auto", description="auto: one GPU per trial when the cluster has GPUs."
+        "auto", description="auto: one GPU per worker when the cluster has GPUs."
     )
 
 

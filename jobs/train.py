@@ -1,7 +1,10 @@
-"""The training loop: one Tune trial trains one MLP, checkpointing and reporting every epoch.
+"""The training loop, shared by both ways a trial runs.
 
-Runs inside a Ray worker. It logs to MLflow with its own client and explicit run ids, and
-can resume from its last checkpoint when Tune restarts it.
+`workers_per_trial: 1` runs `loop` directly in the Tune trial over in-memory tensors;
+more workers run the same `loop` in each TorchTrainer worker over Ray Data shards
+(`jobs.ddp`). What differs is packed in an `Executor`: how to report, how to sum over
+workers, how to wrap the model. Trials never touch MLflow: the driver logs their results
+(`jobs.trialruns`), so a trial process imports only torch, pyarrow and Ray.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,13 +24,13 @@ import torch
 from torch import nn
 
 from cluster.seeds import derive_seed
-from cluster.tracking import Tracker
 from jobs.rowhash import value_hash
 from serving.features import encode, encode_label, feature_names
 from serving.model import build_model
 
 CHECKPOINT_FILE = "checkpoint.pt"
 log = logging.getLogger(__name__)
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,29 @@ class TrialContext:
     seed: int
     defaults: dict[str, Any]
     threads: int
-    tracking_uri: str
-    experiment_id: str
-    tune_run_id: str
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    storage_path: str = ""  # where DDP trials keep their Ray Train runs
+    run_name: str = ""  # prefix of those runs' names (unique per tune run)
+
+
+class Data(Protocol):
+    def train_batches(self, seed: int) -> Iterable[Batch]: ...
+    def val_batches(self) -> Iterable[Batch]: ...
+
+
+@dataclass
+class Executor:
+    """What differs between a plain trial and one DDP worker."""
+
+    report: Callable[[dict[str, Any], Any], None]  # (metrics, Checkpoint | None)
+    checkpoint: Any  # the Checkpoint to resume from, or None
+    reduce: Callable[[torch.Tensor], torch.Tensor]  # sum over all workers
+    wrap: Callable[[nn.Module], nn.Module]  # move to the device (and DDP-wrap)
+    device: torch.device
+    writes_checkpoints: bool = True  # only rank 0 writes under DDP
+    gpu_ids: str = ""
 
 
 def hyperparameters(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
@@ -68,6 +92,173 @@ def architecture(features: dict[str, Any], task: str, hp: dict[str, Any]) -> dic
     }
 
 
+def trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable."""
+    hp = hyperparameters(config, ctx)
+    if ctx.workers > 1:
+        from jobs.ddp import fit_distributed
+
+        fit_distributed(hp, ctx)
+        return
+    import ray
+    from ray import tune
+
+    torch.set_num_threads(ctx.threads)
+    began = time.perf_counter()
+    data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"])
+    device = pick_device()
+    executor = Executor(
+        report=lambda metrics, checkpoint: tune.report(metrics, checkpoint=checkpoint),
+        checkpoint=tune.get_checkpoint(),
+        reduce=lambda sums: sums,
+        wrap=lambda model: model.to(device),
+        device=device,
+        gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
+    )
+    loop(hp, ctx, data, executor, setup_seconds=time.perf_counter() - began)
+
+
+def loop(
+    hp: dict[str, Any], ctx: TrialContext, data: Data, ex: Executor, setup_seconds: float
+) -> None:
+    """Train epochs from the checkpoint (if any); report metrics and a checkpoint per epoch."""
+    from ray.train import Checkpoint
+
+    seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
+    torch.manual_seed(seed)
+    model = build_model(architecture(ctx.features, ctx.task, hp))
+    start_epoch, optimizer_state = 0, None
+    if ex.checkpoint:
+        with ex.checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+        model.load_state_dict(state["model"])
+        start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
+    wrapped = ex.wrap(model)
+    optimizer = torch.optim.AdamW(
+        wrapped.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"]
+    )
+    if optimizer_state:
+        optimizer.load_state_dict(optimizer_state)
+    classify = ctx.task == "classification"
+    loss_fn: nn.Module = (
+        nn.CrossEntropyLoss(reduction="sum") if classify else nn.MSELoss(reduction="sum")
+    )
+    busy = setup_seconds  # seconds on data and training: the tune overhead ratio's base
+    for epoch in range(start_epoch, ctx.epochs):
+        began = time.perf_counter()
+        generator_seed = derive_seed(seed, "epoch", epoch)
+        train = _train_epoch(wrapped, optimizer, loss_fn, data.train_batches(generator_seed), ex)
+        val = _validate(wrapped, loss_fn, data.val_batches(), ex)
+        totals = ex.reduce(torch.cat([train, val]).to(ex.device)).cpu().tolist()
+        metrics = _metrics(totals, classify)
+        seconds = time.perf_counter() - began
+        busy += seconds
+        result = {
+            **metrics,
+            "epoch_seconds": seconds,
+            "epoch": epoch + 1,
+            "trial_seconds": busy,
+            "device": str(ex.device),
+            "gpu_ids": ex.gpu_ids,
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if ex.writes_checkpoints:
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+                torch.save({**state, "epoch": epoch + 1}, os.path.join(folder, CHECKPOINT_FILE))
+                checkpoint = Checkpoint.from_directory(folder)
+            ex.report(result, checkpoint)
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    batches: Iterable[Batch],
+    ex: Executor,
+) -> torch.Tensor:
+    """[loss sum, rows] over this worker's batches."""
+    model.train()
+    total, rows = 0.0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(ex.device), yb.to(ex.device)
+        optimizer.zero_grad()
+        out = model(xb)
+        loss = loss_fn(out if out.shape[1] > 1 else out[:, 0], yb)
+        (loss / len(xb)).backward()
+        optimizer.step()
+        total += float(loss)
+        rows += len(xb)
+    return torch.tensor([total, rows], dtype=torch.float64)
+
+
+def _validate(
+    model: nn.Module, loss_fn: nn.Module, batches: Iterable[Batch], ex: Executor
+) -> torch.Tensor:
+    """[loss sum, correct predictions, rows] over this worker's validation rows."""
+    model.eval()
+    total, correct, rows = 0.0, 0.0, 0
+    with torch.no_grad():
+        for xb, yb in batches:
+            xb, yb = xb.to(ex.device), yb.to(ex.device)
+            out = model(xb)
+            if out.shape[1] > 1:
+                total += float(loss_fn(out, yb))
+                correct += float((out.argmax(dim=1) == yb).sum())
+            else:
+                total += float(loss_fn(out[:, 0], yb))
+            rows += len(xb)
+    model.train()
+    return torch.tensor([total, correct, rows], dtype=torch.float64)
+
+
+def _metrics(totals: list[float], classify: bool) -> dict[str, float]:
+    train_sum, train_rows, val_sum, correct, val_rows = totals
+    val_loss = val_sum / max(val_rows, 1)
+    metrics = {"train_loss": train_sum / max(train_rows, 1), "val_loss": val_loss}
+    if classify:
+        metrics["val_accuracy"] = correct / max(val_rows, 1)
+    else:
+        metrics["val_rmse"] = float(np.sqrt(val_loss))
+    return metrics
+
+
+class TensorData:
+    """Whole splits in memory; each epoch a seeded permutation of the training rows."""
+
+    def __init__(
+        self,
+        x_train: torch.Tensor,
+        y_train: torch.Tensor,
+        x_val: torch.Tensor,
+        y_val: torch.Tensor,
+        batch_size: int,
+    ):
+        self.x_train, self.y_train = x_train, y_train
+        self.x_val, self.y_val = x_val, y_val
+        self.batch_size = batch_size
+
+    def train_batches(self, seed: int) -> Iterator[Batch]:
+        order = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(seed))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.x_train[index], self.y_train[index]
+
+    def val_batches(self) -> Iterator[Batch]:
+        yield self.x_val, self.y_val
+
+
+_loaded: dict[str, tuple[torch.Tensor, ...]] = {}
+
+
+def load_tensors(ctx: TrialContext) -> tuple[torch.Tensor, ...]:
+    """Train and val tensors, cached per process: a re-used trial actor reads them once."""
+    if ctx.dataset_path not in _loaded:
+        _loaded.clear()
+        _loaded[ctx.dataset_path] = (*load_split(ctx, "train"), *load_split(ctx, "val"))
+    return _loaded[ctx.dataset_path]
+
+
 def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     table = pq.read_table(Path(ctx.dataset_path) / split)
     # Rows in id-hash order: training sees the same sequence whatever the file layout.
@@ -75,94 +266,6 @@ def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tenso
     x = torch.from_numpy(encode(ctx.features, table))
     y = torch.from_numpy(encode_label(ctx.features, table))
     return x, y
-
-
-def trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """The Tune function trainable."""
-    import ray
-    from ray import tune
-
-    torch.set_num_threads(ctx.threads)
-    hp = hyperparameters(config, ctx)
-    seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
-    torch.manual_seed(seed)
-    device = pick_device()
-    began = time.perf_counter()
-    x_train, y_train = load_split(ctx, "train")
-    x_val, y_val = load_split(ctx, "val")
-    loaded = time.perf_counter() - began
-    model = build_model(architecture(ctx.features, ctx.task, hp)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    loss_fn: nn.Module = nn.CrossEntropyLoss() if ctx.task == "classification" else nn.MSELoss()
-
-    tracker = Tracker(ctx.tracking_uri, ctx.experiment_id)
-    start_epoch, run_id = 0, None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, run_id = int(state["epoch"]), str(state["run_id"])
-    name = tune.get_context().get_trial_name()
-    if run_id is None:  # a trial restarted before its first checkpoint keeps its run too
-        run_id = _existing_trial_run(tracker, ctx.tune_run_id, name)
-    if run_id is None:
-        run_id = tracker.start(
-            name,
-            parent=ctx.tune_run_id,
-            stage="trial",
-            tags={
-                "relay.trial_name": name,
-                "relay.device": str(device),
-                "relay.gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-            },
-        )
-        tracker.log(run_id, params=hp)
-
-    busy = 0.0  # seconds spent on data and training, for the tune overhead ratio
-    for epoch in range(start_epoch, ctx.epochs):
-        began = time.perf_counter()
-        generator = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
-        train_loss = _train_epoch(
-            model, optimizer, loss_fn, x_train, y_train, hp["batch_size"], generator, device
-        )
-        metrics = {
-            "train_loss": train_loss,
-            **evaluate_split(model, loss_fn, x_val, y_val, ctx.task, device),
-        }
-        busy += time.perf_counter() - began
-        tracker.log(run_id, metrics=metrics, step=epoch + 1)
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch + 1,
-                    "run_id": run_id,
-                },
-                os.path.join(folder, CHECKPOINT_FILE),
-            )
-            tune.report(
-                {
-                    **metrics,
-                    "epoch": epoch + 1,
-                    "trial_run_id": run_id,
-                    "trial_seconds": busy + loaded,
-                },
-                checkpoint=tune.Checkpoint.from_directory(folder),
-            )
-
-
-def _existing_trial_run(tracker: Tracker, tune_run_id: str, name: str) -> str | None:
-    found = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=(
-            f"tags.`mlflow.parentRunId` = '{tune_run_id}' and tags.`relay.trial_name` = '{name}'"
-        ),
-        max_results=1,
-    )
-    return found[0].info.run_id if found else None
 
 
 def pick_device() -> torch.device:
@@ -177,50 +280,3 @@ def pick_device() -> torch.device:
             ray.get_gpu_ids(),
         )
     return torch.device("cpu")
-
-
-def _train_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator,
-    device: torch.device,
-) -> float:
-    model.train()
-    order = torch.randperm(len(x), generator=generator)
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        index = order[start : start + batch_size]
-        xb, yb = x[index].to(device), y[index].to(device)
-        optimizer.zero_grad()
-        out = model(xb)
-        loss = loss_fn(out if out.shape[1] > 1 else out[:, 0], yb)
-        loss.backward()
-        optimizer.step()
-        total += float(loss) * len(index)
-    return total / max(len(x), 1)
-
-
-def evaluate_split(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    task: str,
-    device: torch.device,
-) -> dict[str, float]:
-    model.eval()
-    with torch.no_grad():
-        out = model(x.to(device)).cpu()
-    model.train()
-    if task == "classification":
-        return {
-            "val_loss": float(loss_fn(out, y)),
-            "val_accuracy": float((out.argmax(dim=1) == y).float().mean()),
-        }
-    pred = out[:, 0]
-    mse = float(loss_fn(pred, y))
-    return {"val_loss": mse, "val_rmse": float(np.sqrt(mse))}

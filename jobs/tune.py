@@ -1,12 +1,15 @@
 """Hyper-parameter search: Ray Tune (ASHA by default) over the training loop in `jobs.train`.
 
-Each trial is a plain function trainable with `train.cpus_per_trial` CPUs (and one GPU when
-the cluster has one and `train.use_gpu` allows), so on 2 CPUs two trials run at once.
+With one worker per trial each trial is a plain function trainable holding
+`train.cpus_per_trial` CPUs (and a GPU when the cluster has one and `train.use_gpu` allows),
+so on 2 CPUs two trials run at once, re-using their actors. With more workers each trial
+drives a TorchTrainer (`jobs.ddp`) whose workers hold the CPUs and GPUs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import tempfile
 import time
@@ -22,6 +25,10 @@ from jobs import plots
 from jobs.etl import Dataset
 from jobs.progress import StageRuns
 from jobs.train import TrialContext, hyperparameters, trial
+from jobs.trialruns import TrialRuns
+
+# A DDP trial's own process only waits on its TorchTrainer; Tune refuses an empty request.
+DDP_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024}
 
 
 @dataclass
@@ -66,13 +73,46 @@ def use_gpu(cfg: RelayConfig, info: RayInfo) -> bool:
     return cfg.train.use_gpu == "true" or (cfg.train.use_gpu == "auto" and info.num_gpus >= 1)
 
 
+def trial_resources(cfg: RelayConfig, info: RayInfo, gpu: bool) -> dict[str, float]:
+    """What one trial's process asks Tune for; refuses requests that could never be placed."""
+    workers = cfg.train.workers_per_trial
+    cpus = info.resources.get("CPU", 0.0)
+    if cfg.train.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"train.cpus_per_trial is {cfg.train.cpus_per_trial} but the Ray cluster has "
+            f"{cpus:g} CPUs: trials would wait forever; lower it or add nodes"
+        )
+    if gpu and workers > info.num_gpus:
+        raise ConfigError(
+            f"train.workers_per_trial is {workers} with a GPU each but the Ray cluster has "
+            f"{info.num_gpus:g} GPUs: lower workers_per_trial or set train.use_gpu false"
+        )
+    if workers > 1:
+        return DDP_DRIVER_RESOURCES
+    return {"CPU": cfg.train.cpus_per_trial, "GPU": 1 if gpu else 0}
+
+
+def trial_slots(cfg: RelayConfig, info: RayInfo, gpu: bool) -> float:
+    """How many trials the cluster can run at once (the ideal the overhead ratio assumes)."""
+    slots = info.resources.get("CPU", 1.0) // cfg.train.cpus_per_trial
+    if gpu:
+        slots = min(slots, info.num_gpus // cfg.train.workers_per_trial)
+    return max(1.0, min(float(cfg.tune.max_concurrent_trials), slots))
+
+
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> TuneOutcome:
     """Search; an interrupted search (same tune run, its Tune folder on disk) is restored."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    # Without result.json files (results go to MLflow) Tune's analysis warns for every trial.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tracker = runs.tracker
+    gpu = use_gpu(cfg, info)
+    resources = trial_resources(cfg, info, gpu)
+    storage = Path(cfg.runtime.state_dir).resolve() / "tune"
     with runs.open("tune") as run_id:
+        name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
         defaults = cfg.train.model_dump(
             include={"lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout"}
         )
@@ -85,11 +125,12 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             seed=cfg.seed,
             defaults=defaults,
             threads=max(1, int(cfg.train.cpus_per_trial)),
-            tracking_uri=tracker.uri,
-            experiment_id=tracker.experiment_id,
-            tune_run_id=run_id,
+            workers=cfg.train.workers_per_trial,
+            cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
+            use_gpu=gpu,
+            storage_path=str(storage / "train"),
+            run_name=name,
         )
-        gpu = use_gpu(cfg, info)
         tracker.log(
             run_id,
             params={
@@ -100,6 +141,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
                 "epochs": cfg.train.epochs,
                 "max_concurrent_trials": cfg.tune.max_concurrent_trials,
                 "use_gpu": gpu,
+                "workers_per_trial": cfg.train.workers_per_trial,
+                "search": cfg.tune.search,
                 "search_space": {
                     k: v.model_dump(exclude_none=True) for k, v in cfg.tune.search_space.items()
                 },
@@ -116,32 +159,50 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             if cfg.tune.scheduler == "asha"
             else FIFOScheduler()
         )
-        trainable = tune.with_resources(
-            tune.with_parameters(trial, ctx=ctx),
-            {"cpu": cfg.train.cpus_per_trial, "gpu": 1 if gpu else 0},
-        )
-        storage = Path(cfg.runtime.state_dir).resolve() / "tune"
-        name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
+        trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
+        trial_runs = TrialRuns(tracker.uri, tracker.experiment_id, run_id, ctx.epochs, defaults)
         if tune.Tuner.can_restore(str(storage / name)):
             tuner = tune.Tuner.restore(
                 str(storage / name), trainable, resume_unfinished=True, resume_errored=True
             )
         else:
-            tuner = _new_tuner(cfg, trainable, scheduler, name, storage)
+            tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs)
         started = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
             grid = tuner.fit()
-        slots = min(
-            cfg.tune.max_concurrent_trials,
-            max(1.0, info.resources.get("CPU", 1.0) // cfg.train.cpus_per_trial),
+        wall = time.perf_counter() - started
+        outcome = _record(
+            tracker, run_id, grid, cfg, ctx, wall, trial_slots(cfg, info, gpu), trial_runs
         )
-        outcome = _record(tracker, run_id, grid, cfg, ctx, time.perf_counter() - started, slots)
     return outcome
 
 
-def _new_tuner(cfg: RelayConfig, trainable: Any, scheduler: Any, name: str, storage: Path) -> Any:
-    from ray import tune
+def search_algorithm(cfg: RelayConfig) -> Any:
+    """Random/grid sampling seeded from the config, or Optuna TPE (an optional dependency)."""
+    if cfg.tune.search == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+
+            return OptunaSearch(seed=cfg.seed)
+        except ImportError:
+            raise ConfigError(
+                "tune.search is optuna but optuna is not installed: "
+                "pip install 'relay[optuna]' (or use search: random)"
+            ) from None
     from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=cfg.seed)
+
+
+def _new_tuner(
+    cfg: RelayConfig,
+    trainable: Any,
+    scheduler: Any,
+    name: str,
+    storage: Path,
+    trial_runs: TrialRuns,
+) -> Any:
+    from ray import tune
 
     return tune.Tuner(
         trainable,
@@ -152,7 +213,8 @@ def _new_tuner(cfg: RelayConfig, trainable: Any, scheduler: Any, name: str, stor
             num_samples=cfg.tune.num_samples,
             max_concurrent_trials=cfg.tune.max_concurrent_trials,
             scheduler=scheduler,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed),
+            search_alg=search_algorithm(cfg),
+            reuse_actors=cfg.train.workers_per_trial == 1,  # imports and data load once per slot
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -160,6 +222,7 @@ def _new_tuner(cfg: RelayConfig, trainable: Any, scheduler: Any, name: str, stor
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[trial_runs],
         ),
     )
 
@@ -172,30 +235,16 @@ def _record(
     ctx: TrialContext,
     wall: float,
     slots: float,
+    trial_runs: TrialRuns,
 ) -> TuneOutcome:
-    """Close every trial run with its final status, tag the best, summarise on the tune run."""
+    """Tag the best trial's run and summarise the search on the tune run."""
     if grid.num_errors == len(grid) or not len(grid):
         errors = "; ".join(str(r.error).splitlines()[0] for r in grid if r.error)
         raise RuntimeError(f"every trial failed: {errors}")
     best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode)
-    best_run = best.metrics["trial_run_id"]
-    for result in grid:
-        trial_run = (result.metrics or {}).get("trial_run_id")
-        if not trial_run:
-            continue
-        epochs = int(result.metrics.get("epoch", 0))
-        status = (
-            "failed"
-            if result.error
-            else "completed"
-            if epochs >= cfg.train.epochs
-            else "early_stopped"
-        )
-        tags = {"relay.trial_status": status, "relay.epochs_run": epochs}
-        if trial_run == best_run:
-            tags["relay.best_trial"] = "true"
-        tracker.log(trial_run, tags=tags)
-        tracker.client.set_terminated(trial_run, "FAILED" if result.error else "FINISHED")
+    run_ids = trial_runs.existing()
+    best_run = run_ids[best.metrics["trial_id"]]
+    tracker.log(best_run, tags={"relay.best_trial": "true"})
     metrics = {
         k: float(v)
         for k, v in best.metrics.items()
@@ -219,8 +268,7 @@ def _record(
         },
     )
     with tempfile.TemporaryDirectory() as folder:
-        runs = [r.metrics["trial_run_id"] for r in grid if (r.metrics or {}).get("trial_run_id")]
-        histories = plots.histories_from(tracker.client, runs, cfg.tune.metric)
+        histories = plots.histories_from(tracker.client, list(run_ids.values()), cfg.tune.metric)
         png = plots.learning_curves(
             histories, best_run, cfg.tune.metric, Path(folder) / "learning_curves.png"
         )
@@ -230,7 +278,10 @@ def _record(
         best_run_id=best_run,
         hyperparameters=hp,
         metrics=metrics,
-        checkpoint_path=best.checkpoint.path,
+        # a DDP trial's checkpoint lives in its Train run; Tune only hears the path
+        checkpoint_path=best.checkpoint.path
+        if best.checkpoint
+        else best.metrics["checkpoint_path"],
         trials=len(grid),
         wall_seconds=wall,
         overhead_ratio=wall / max(trained / slots, 1e-9),

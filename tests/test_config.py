@@ -57,6 +57,12 @@ def test_cross_field_rules() -> None:
     assert "tune.search_space.lr: loguniform needs low > 0" in error_for(
         {"tune": {"search_space": {"lr": {"type": "loguniform", "low": 0, "high": 1}}}}
     )
+    assert "search optuna cannot expand grid parameter(s) ['depth']" in error_for(
+        {"tune": {"search": "optuna", "search_space": {"depth": {"type": "grid", "values": [1]}}}}
+    )
+    assert "train.workers_per_trial: Input should be greater than or equal to 1" in error_for(
+        {"train": {"workers_per_trial": 0}}
+    )
 
 
 def test_schema_rules_name_the_column_index() -> None:

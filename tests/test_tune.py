@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +104,6 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
     """SIGKILL a running trial's process after its first checkpoint; FailureConfig restores it."""
-    from pathlib import Path
 
     cfg = make_config(
         data={"source": {"rows": 60000}},
@@ -127,3 +127,66 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
     steps = [m.step for m in tracker.client.get_metric_history(trial.info.run_id, "val_loss")]
     assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
     assert steps.count(1) == 1 and steps.count(2) == 1  # restored after epoch 2, not from 0
+
+
+@pytest.mark.parametrize(
+    ("train", "gpus", "message"),
+    [
+        ({"cpus_per_trial": 3}, 0, r"train\.cpus_per_trial is 3\.0 but the Ray cluster has 2 CPUs"),
+        (
+            {"workers_per_trial": 2, "cpus_per_trial": 2, "use_gpu": "true"},
+            1,
+            r"train\.workers_per_trial is 2 with a GPU each but the Ray cluster has 1 GPUs",
+        ),
+    ],
+)
+def test_unplaceable_trials_are_refused_not_left_waiting(make_config, train, gpus, message):
+    cfg = make_config(train=train)
+    info = RayInfo("x", True, {"CPU": 2.0, "GPU": float(gpus)})
+    with pytest.raises(ConfigError, match=message):
+        tune.trial_resources(cfg, info, tune.use_gpu(cfg, info))
+
+
+def test_trial_resources_per_execution_shape(make_config):
+    info = RayInfo("x", True, {"CPU": 2.0, "GPU": 2.0})
+    plain = make_config(train={"use_gpu": "auto"})
+    assert tune.trial_resources(plain, info, True) == {"CPU": 1.0, "GPU": 1}
+    ddp = make_config(train={"workers_per_trial": 2, "cpus_per_trial": 2})
+    # the trial's own process holds no CPU: its TorchTrainer workers hold them
+    assert tune.trial_resources(ddp, info, False) == tune.DDP_DRIVER_RESOURCES
+    assert tune.trial_slots(ddp, info, False) == 1.0
+
+
+def test_ddp_trials_run_torchtrainer_workers_over_ray_data(ray_cluster, make_config):
+    """workers_per_trial 2: each trial is a 2-worker DDP run; its checkpoint feeds evaluation."""
+    cfg = make_config(
+        tune={"num_samples": 1, "scheduler": "fifo"},
+        train={"workers_per_trial": 2, "cpus_per_trial": 2, "epochs": 2},
+    )
+    summary = pipeline.run(cfg, until="evaluate")
+    assert summary["test_metrics"]["test_roc_auc"] > 0.55
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    tune_run = next(r for r in runs if r.data.tags.get("relay.stage") == "tune")
+    assert tune_run.data.params["workers_per_trial"] == "2"
+    (trial,) = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert trial.data.tags["relay.trial_status"] == "completed"
+    steps = [m.step for m in tracker.client.get_metric_history(trial.info.run_id, "val_loss")]
+    assert steps == [1, 2]
+    # the Train run, named after the trial, kept rank 0's checkpoint
+    train_runs = list((Path(cfg.runtime.state_dir) / "tune" / "train").iterdir())
+    assert len(train_runs) == 1 and train_runs[0].name.startswith(cfg.name)
+    assert list(train_runs[0].glob("checkpoint_*/checkpoint.pt"))
+
+
+def test_optuna_search_samples_the_configured_space(ray_cluster, make_config):
+    cfg = make_config(tune={"search": "optuna", "num_samples": 3, "scheduler": "fifo"})
+    summary = pipeline.run(cfg, until="tune")
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    trials = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert len(trials) == 3
+    for t in trials:
+        assert 0.001 <= float(t.data.params["lr"]) <= 0.03
+        assert t.data.params["hidden_size"] in {"32", "64"}
+    assert summary["best_hyperparameters"]["depth"] in {1, 2}

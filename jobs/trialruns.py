@@ -1,0 +1,108 @@
+"""One MLflow run per trial, logged by the Tune driver from the trials' results.
+
+Trials do not import MLflow or write to the store (that cost seconds per trial and raced on
+sqlite); the driver sees every result anyway. Runs are keyed by Tune's trial id, which
+survives trial restarts and `Tuner.restore`, so a resumed search finds its runs instead of
+duplicating them, and skips epochs it had already logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback
+
+from cluster.tracking import Tracker
+
+TRIAL_ID_TAG = "relay.trial_id"
+METRIC_PREFIXES = ("train_", "val_", "epoch_seconds")
+
+
+class TrialRuns(Callback):
+    """Creates, fills and closes the trial runs under one tune run."""
+
+    def __init__(
+        self, uri: str, experiment_id: str, tune_run_id: str, epochs: int, defaults: dict[str, Any]
+    ):
+        self.uri, self.experiment_id = uri, experiment_id
+        self.tune_run_id, self.epochs, self.defaults = tune_run_id, epochs, defaults
+        self._tracker: Tracker | None = None
+        self._runs: dict[str, str] = {}  # trial id -> run id
+        self._logged: dict[str, int] = {}  # run id -> last epoch in the store
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment; the client is rebuilt after."""
+        return {**self.__dict__, "_tracker": None, "_runs": {}, "_logged": {}}
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.uri, self.experiment_id)
+            self._runs = self.existing()
+        return self._tracker
+
+    def existing(self) -> dict[str, str]:
+        """Trial id -> run id for the runs already under the tune run."""
+        found = self.tracker.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.tune_run_id}'",
+            max_results=10_000,
+        )
+        return {
+            r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in found if TRIAL_ID_TAG in r.data.tags
+        }
+
+    def run_for(self, trial: Any) -> str:
+        tracker = self.tracker
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            run_id = tracker.start(
+                str(trial),
+                parent=self.tune_run_id,
+                stage="trial",
+                tags={TRIAL_ID_TAG: trial.trial_id, "relay.trial_name": str(trial)},
+            )
+            tracker.log(run_id, params={**self.defaults, **trial.config})
+            self._runs[trial.trial_id] = run_id
+            self._logged[run_id] = 0
+        elif run_id not in self._logged:  # a run from before a restart: find where it got to
+            tracker.client.update_run(run_id, status="RUNNING")
+            history = tracker.client.get_metric_history(run_id, "val_loss")
+            self._logged[run_id] = max((m.step for m in history), default=0)
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.run_for(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        run_id = self.run_for(trial)
+        epoch = int(result.get("epoch", 0))
+        if epoch <= self._logged[run_id]:
+            return  # replayed after a restore: already in the store
+        metrics = {
+            k: float(v)
+            for k, v in result.items()
+            if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
+        }
+        tags = {}
+        if self._logged[run_id] == 0:
+            tags = {
+                "relay.device": result.get("device", ""),
+                "relay.gpu_ids": result.get("gpu_ids", ""),
+            }
+        self.tracker.log(run_id, metrics=metrics, tags=tags, step=epoch)
+        self._logged[run_id] = epoch
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epochs = int((trial.last_result or {}).get("epoch", 0))
+        self._close(trial, "completed" if epochs >= self.epochs else "early_stopped", epochs)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial, "failed", int((trial.last_result or {}).get("epoch", 0)))
+
+    def _close(self, trial: Any, status: str, epochs: int) -> None:
+        run_id = self.run_for(trial)
+        self.tracker.log(run_id, tags={"relay.trial_status": status, "relay.epochs_run": epochs})
+        self.tracker.client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
