@@ -283,6 +283,25 @@ class TrainConfig(Strict):
     )
 
 
+class AutoscalingConfig(Strict):
+    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(2, ge=1, description="Replicas under load at most.")
+    target_ongoing_requests: float = Field(
+        16, gt=0, description="Ongoing requests per replica Serve scales towards."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="HTTP bind address of the Serve proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
@@ -291,11 +310,30 @@ class ServeConfig(Strict):
         pattern=r"^/[A-Za-z0-9_\-/]*$",
         description="Route; predict is at <route>/predict.",
     )
-    num_replicas: int = Field(1, ge=1, description="Replicas of the model deployment.")
+    num_replicas: int = Field(1, ge=1, description="Replicas (when autoscaling is not set).")
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Scale replicas with load between min and max."
+    )
     max_batch_size: int = Field(16, ge=1, description="@serve.batch batch size.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="@serve.batch wait.")
     max_ongoing_requests: int = Field(32, ge=1, description="Per-replica request cap.")
+    max_request_records: int = Field(
+        1024, ge=1, le=100_000, description="Most records one predict/batch request may carry."
+    )
     alias: str = Field("champion", description="Registry alias the endpoint serves.")
+    auth: Literal["token", "none"] = Field(
+        "token",
+        description="token: prediction routes need 'Authorization: Bearer <token>'; "
+        "none is allowed on a loopback host only.",
+    )
+    token_env: str = Field(
+        "RELAY_SERVE_TOKEN", description="Environment variable holding the token (wins)."
+    )
+    token_file: str | None = Field(
+        None,
+        description="File holding the token; default <state_dir>/serve_token, "
+        "generated (mode 0600) when missing.",
+    )
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServeConfig:
@@ -303,6 +341,11 @@ class ServeConfig(Strict):
             raise ValueError(
                 f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                 f"({self.max_batch_size}), otherwise batches are capped below the batch size"
+            )
+        if self.auth == "none" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"auth none is only allowed on a loopback host {list(LOOPBACK_HOSTS)}, "
+                f"not {self.host!r}: use auth token"
             )
         return self
 

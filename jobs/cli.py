@@ -235,6 +235,8 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
     if "endpoint" in s:
         p = s["prediction"]
         out.print(f"  endpoint   POST {s['endpoint']}")
+        if s.get("token_file"):
+            out.print(f'  auth       -H "Authorization: Bearer $(cat {s["token_file"]})"')
         out.print(f"  prediction {json.dumps(p['response'])}")
         out.print(f"             for {json.dumps(p['request'])}")
         out.print(f"             matches the offline model: {p['matches_offline']}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from jobs.train import Executor, TrialContext, loop
+from jobs.train import Executor, TrialContext, loop, quiet_checkpoint_logs
 
 # Each report waits for the controller's poll; Ray's 2 s default dominated small epochs.
 HEALTH_CHECK_INTERVAL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
@@ -93,6 +93,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch.distributed as dist
 
+    quiet_checkpoint_logs()
     hp: dict[str, Any] = config["hp"]
     ctx: TrialContext = config["ctx"]
     torch.set_num_threads(max(1, int(ctx.cpus_per_worker)))
@@ -102,7 +103,8 @@ def worker_loop(config: dict[str, Any]) -> None:
         dist.all_reduce(sums)
         return sums
 
-    def report(metrics: dict[str, Any], checkpoint: Any) -> None:
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
     executor = Executor(

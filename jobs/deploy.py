@@ -1,10 +1,17 @@
-"""Deployment: start Serve on the configured host/port and run `serving.app:build` on it."""
+"""Deployment: start Serve on the configured host/port and run `serving.app:build` on it.
+
+Deploying again (a new pipeline run, `relay deploy`) after the alias moved swaps the model in
+the running replicas: `build` resolves the alias into the app's `user_config`.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cluster.config import RelayConfig
@@ -18,20 +25,49 @@ class Deployment:
     run_id: str
     app_name: str
     endpoint: str  # base URL: <endpoint>/predict, <endpoint>/schema, <endpoint>/docs
+    token_file: str | None = None  # where clients find the bearer token (None: env or no auth)
+
+
+def token_file(cfg: RelayConfig) -> Path | None:
+    """The token file replicas read: configured, or generated under the state dir.
+
+    None when auth is off or the token comes from the environment (e.g. a Kubernetes secret).
+    """
+    from serving.auth import ensure_token_file
+
+    if cfg.serve.auth == "none" or os.environ.get(cfg.serve.token_env):
+        return None
+    if cfg.serve.token_file:
+        return Path(cfg.serve.token_file).resolve()
+    return ensure_token_file(Path(cfg.runtime.state_dir).resolve() / "serve_token")
 
 
 def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
     s = cfg.serve
+    file = token_file(cfg)
     return {
         "tracking_uri": tracking_uri,
         "model_name": cfg.model.name,
         "alias": s.alias,
         "num_replicas": s.num_replicas,
+        "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
         "max_ongoing_requests": s.max_ongoing_requests,
         "max_batch_size": s.max_batch_size,
         "batch_wait_timeout_s": s.batch_wait_timeout_s,
+        "max_request_records": s.max_request_records,
+        "auth": s.auth,
+        "token_env": s.token_env,
+        "token_file": str(file) if file else None,
         "log_level": "WARNING",  # access lines would drown the CLI's output
     }
+
+
+def client_token(cfg: RelayConfig) -> str | None:
+    """The token a client of this config's endpoint sends."""
+    if cfg.serve.auth == "none":
+        return None
+    file = token_file(cfg)
+    return os.environ.get(cfg.serve.token_env) or (file.read_text().strip() if file else None)
 
 
 def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment:
@@ -41,13 +77,14 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
 
     tracker = runs.tracker
     with runs.open("deploy") as run_id:
+        args = app_args(cfg, tracker.uri)
         try:
             serve.start(
                 http_options={"host": cfg.serve.host, "port": cfg.serve.port},
                 logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
             )
             serve.run(
-                build(app_args(cfg, tracker.uri)),
+                build(args),
                 name=cfg.model.name,
                 route_prefix=cfg.serve.route_prefix,
                 blocking=False,
@@ -55,20 +92,17 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
         except RuntimeError as exc:
             raise ServingError(
                 f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
-                "Is the port taken? Set serve.port"
+                "(A taken port? Set serve.port)"
             ) from None
         endpoint = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}"
-        served = get_json(f"{endpoint}/schema")["model"]
-        if served["model_version"] != registered.version:
-            raise ServingError(
-                f"endpoint serves version {served['model_version']}, expected {registered.version}"
-            )
+        wait_for_version(endpoint, registered.version)
         tracker.log(
             run_id,
             params={
                 "model_name": registered.name,
                 "model_version": registered.version,
                 "alias": registered.alias,
+                "auth": cfg.serve.auth,
             },
             tags={
                 "relay.endpoint": endpoint,
@@ -76,13 +110,33 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
                 "relay.sha256": registered.sha256,
             },
         )
-    return Deployment(run_id=run_id, app_name=cfg.model.name, endpoint=endpoint)
+    return Deployment(
+        run_id=run_id,
+        app_name=cfg.model.name,
+        endpoint=endpoint,
+        token_file=args["token_file"],
+    )
 
 
-def get_json(url: str, body: Any = None, timeout: float = 30.0) -> Any:
+def wait_for_version(endpoint: str, version: int, timeout: float = 60.0) -> None:
+    """Until every answer says `version`: an in-place swap finishes replica by replica."""
+    deadline = time.monotonic() + timeout
+    while True:
+        served = get_json(f"{endpoint}/healthz")["model_version"]
+        if served == version:
+            return
+        if time.monotonic() > deadline:
+            raise ServingError(f"endpoint serves version {served}, expected {version}")
+        time.sleep(0.5)
+
+
+def get_json(url: str, body: Any = None, timeout: float = 30.0, token: str | None = None) -> Any:
     """GET (or POST `body` as JSON) and decode; HTTP errors raise with the server's message."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 

@@ -99,6 +99,7 @@ def run(
                     best_hyperparameters=outcome.hyperparameters,
                     best_val=outcome.metrics,
                     trials=outcome.trials,
+                    best_trial_run_id=outcome.best_run_id,
                     tune_overhead_ratio=round(outcome.overhead_ratio, 3),
                 )
             if "evaluate" in wanted:
@@ -123,8 +124,9 @@ def run(
                 with stage("deploy"):
                     deployment = deploy.run(cfg, runs, registered)
                 with stage("predict"):
-                    summary["prediction"] = sample_prediction(deployment, dataset, evaluation)
+                    summary["prediction"] = sample_prediction(cfg, deployment, dataset, evaluation)
                 summary["endpoint"] = f"{deployment.endpoint}/predict"
+                summary["token_file"] = deployment.token_file
             summary["stage_seconds"] = timings
             summary["total_seconds"] = round(time.perf_counter() - started, 2)
             tracker.log(
@@ -168,13 +170,15 @@ def _record_start(
     )
 
 
-def sample_prediction(deployment: Any, dataset: Any, evaluation: Any) -> dict[str, Any]:
+def sample_prediction(
+    cfg: RelayConfig, deployment: Any, dataset: Any, evaluation: Any
+) -> dict[str, Any]:
     """One real HTTP prediction on a held-out row, checked against the offline model."""
-    from jobs.deploy import get_json
+    from jobs.deploy import client_token, get_json
 
     names = [c["name"] for c in dataset.meta["input_schema"]]
     record = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
-    response = get_json(f"{deployment.endpoint}/predict", record)
+    response = get_json(f"{deployment.endpoint}/predict", record, token=client_token(cfg))
     offline = evaluation.predictor().predict_records([record])[0]
     return {
         "request": record,

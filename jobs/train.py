@@ -61,7 +61,7 @@ class Data(Protocol):
 class Executor:
     """What differs between a plain trial and one DDP worker."""
 
-    report: Callable[[dict[str, Any], Any], None]  # (metrics, Checkpoint | None)
+    report: Callable[[dict[str, Any], str | None], None]  # (metrics, checkpoint folder)
     checkpoint: Any  # the Checkpoint to resume from, or None
     reduce: Callable[[torch.Tensor], torch.Tensor]  # sum over all workers
     wrap: Callable[[nn.Module], nn.Module]  # move to the device (and DDP-wrap)
@@ -94,6 +94,7 @@ def architecture(features: dict[str, Any], task: str, hp: dict[str, Any]) -> dic
 
 def trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable."""
+    quiet_checkpoint_logs()
     hp = hyperparameters(config, ctx)
     if ctx.workers > 1:
         from jobs.ddp import fit_distributed
@@ -108,7 +109,9 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
     data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"])
     device = pick_device()
     executor = Executor(
-        report=lambda metrics, checkpoint: tune.report(metrics, checkpoint=checkpoint),
+        report=lambda metrics, folder: tune.report(
+            metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None
+        ),
         checkpoint=tune.get_checkpoint(),
         reduce=lambda sums: sums,
         wrap=lambda model: model.to(device),
@@ -118,12 +121,15 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
     loop(hp, ctx, data, executor, setup_seconds=time.perf_counter() - began)
 
 
+def quiet_checkpoint_logs() -> None:
+    """Ray logs a line per persisted checkpoint: one per trial and epoch, to the console."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
 def loop(
     hp: dict[str, Any], ctx: TrialContext, data: Data, ex: Executor, setup_seconds: float
 ) -> None:
     """Train epochs from the checkpoint (if any); report metrics and a checkpoint per epoch."""
-    from ray.train import Checkpoint
-
     seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
     torch.manual_seed(seed)
     model = build_model(architecture(ctx.features, ctx.task, hp))
@@ -162,12 +168,10 @@ def loop(
             "gpu_ids": ex.gpu_ids,
         }
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint = None
             if ex.writes_checkpoints:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
                 torch.save({**state, "epoch": epoch + 1}, os.path.join(folder, CHECKPOINT_FILE))
-                checkpoint = Checkpoint.from_directory(folder)
-            ex.report(result, checkpoint)
+            ex.report(result, folder if ex.writes_checkpoints else None)
 
 
 def _train_epoch(
@@ -187,7 +191,7 @@ def _train_epoch(
         loss = loss_fn(out if out.shape[1] > 1 else out[:, 0], yb)
         (loss / len(xb)).backward()
         optimizer.step()
-        total += float(loss)
+        total += float(loss.detach())
         rows += len(xb)
     return torch.tensor([total, rows], dtype=torch.float64)
 

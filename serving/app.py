@@ -2,26 +2,44 @@
 
 Import path for `serve run`, `serve deploy` and KubeRay: ``serving.app:build``, with args
 ``tracking_uri``, ``model_name`` and optionally ``alias`` (or a version number) and the
-batching and replica settings of `AppArgs`.
+settings of `AppArgs`. `build` resolves the alias to a version and hands it to the replicas
+as `user_config`: deploying again after the alias moved swaps the model in place
+(`reconfigure`), without restarting replicas or dropping requests.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Serve ships the ingress class by value, and FastAPI
+# must resolve route annotations (the request models) without this module's globals.
+import asyncio
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException
-from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+
+from serving.auth import TokenCheck
+from serving.schema import validate_record
 
 log = logging.getLogger("ray.serve")
 
 api = FastAPI(
     title="relay model endpoint",
-    description="Predictions from a model version in the MLflow registry.",
+    description="Predictions from a model version in the MLflow registry. Prediction routes "
+    "need 'Authorization: Bearer <token>' unless the deployment disabled auth.",
 )
+bearer = HTTPBearer(auto_error=False)
+
+
+class Autoscaling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(16, gt=0)
 
 
 class AppArgs(BaseModel):
@@ -33,61 +51,29 @@ class AppArgs(BaseModel):
     model_name: str = Field(description="Registered model name.")
     alias: str = Field("champion", description="Alias, or a version number, to serve.")
     num_replicas: int = Field(1, ge=1)
+    autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(32, ge=1)
     max_batch_size: int = Field(16, ge=1)
     batch_wait_timeout_s: float = Field(0.005, ge=0)
+    max_request_records: int = Field(1024, ge=1)
+    auth: Literal["token", "none"] = "token"
+    token_env: str = Field("RELAY_SERVE_TOKEN", description="Env var with the bearer token.")
+    token_file: str | None = Field(None, description="File with the token (if the env is unset).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Replica log level (INFO includes one access line per request)."
     )
 
 
-@serve.deployment
-@serve.ingress(api)
-class ModelServer:
-    def __init__(self, args: AppArgs):
-        from mlflow.tracking import MlflowClient
+@dataclass(frozen=True)
+class Served:
+    """One loaded version; swapped as a whole so a request never mixes two versions."""
 
-        from cluster.registry import load_verified, resolve
-        from serving.model import Predictor
-        from serving.schema import request_model
+    ref: Any  # cluster.registry.ModelRef
+    predictor: Any  # serving.model.Predictor
+    request_model: type[BaseModel]
+    spec: dict[str, Any]
 
-        client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
-        self.ref = resolve(client, args.model_name, args.alias)
-        spec, tensors = load_verified(client, self.ref)
-        self.predictor = Predictor(spec, tensors)
-        self.request_model = request_model(spec["input_schema"])
-        self.spec = spec
-        self._batched.set_max_batch_size(args.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
-        log.info(
-            "serving %s version %s (sha256 %s)", self.ref.name, self.ref.version, self.ref.sha256
-        )
-
-    @api.get("/schema")
-    def schema(self) -> dict[str, Any]:
-        """The fields a prediction request takes, and the model behind the endpoint."""
-        return {
-            "model": self._model_info(),
-            "input_schema": self.spec["input_schema"],
-            "task": self.spec["task"],
-        }
-
-    @api.post("/predict")
-    async def predict(self, record: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        """One record in; its prediction, the model version and a request id out."""
-        try:
-            row = self.request_model.model_validate(record)
-        except ValidationError as exc:
-            detail = exc.errors(include_url=False, include_context=False)
-            raise HTTPException(status_code=422, detail=jsonable_encoder(detail)) from None
-        result = await self._batched(row.model_dump())
-        return {**result, **self._model_info(), "request_id": uuid.uuid4().hex}
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _batched(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self.predictor.predict_records(records)
-
-    def _model_info(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         return {
             "model_name": self.ref.name,
             "model_version": self.ref.version,
@@ -96,11 +82,146 @@ class ModelServer:
         }
 
 
+class BatchRequest(BaseModel):
+    records: list[dict[str, Any]] = Field(description="Records, each shaped like /predict's body.")
+
+
+@serve.deployment
+@serve.ingress(api)
+class ModelServer:
+    def __init__(self, args: AppArgs):
+        from mlflow.tracking import MlflowClient
+        from ray.serve import metrics
+
+        self.args = args
+        self.client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+        self.auth = TokenCheck.load(args.auth, args.token_env, args.token_file)
+        if args.auth == "none":
+            log.warning("auth is DISABLED for this endpoint (loopback-only development)")
+        self.served: Served | None = None
+        self._batched.set_max_batch_size(args.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self.predictions = metrics.Counter(
+            "relay_predictions",
+            description="Records predicted, per model version.",
+            tag_keys=("model_version",),
+        )
+        self.latency = metrics.Histogram(
+            "relay_predict_latency_ms",
+            description="Prediction request latency in the replica, per model version.",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+            tag_keys=("model_version",),
+        )
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Load the version `build` resolved; requests keep flowing to the old one meanwhile."""
+        served = await asyncio.to_thread(self._load, int(user_config["version"]))
+        if served:
+            self.served = served
+            ref = served.ref
+            log.info("serving %s version %s (sha256 %s)", ref.name, ref.version, ref.sha256)
+
+    def _load(self, version: int) -> Served | None:
+        from cluster.registry import load_verified, resolve
+        from serving.model import Predictor
+        from serving.schema import request_model
+
+        ref = resolve(self.client, self.args.model_name, str(version))
+        if self.served and self.served.ref == ref:
+            return None
+        spec, tensors = load_verified(self.client, ref)
+        return Served(ref, Predictor(spec, tensors), request_model(spec["input_schema"]), spec)
+
+    @api.get("/healthz")
+    def healthz(self) -> dict[str, Any]:
+        """Readiness and the version served (no auth: for probes and load balancers)."""
+        if self.served is None:
+            raise HTTPException(status_code=503, detail="model not loaded yet")
+        return {"status": "ready", **self.served.info()}
+
+    @api.get("/schema")
+    def schema(self) -> dict[str, Any]:
+        """The fields a prediction request takes, and the model behind the endpoint."""
+        served = self._current()
+        return {
+            "model": served.info(),
+            "input_schema": served.spec["input_schema"],
+            "task": served.spec["task"],
+            "max_request_records": self.args.max_request_records,
+        }
+
+    @api.post("/predict")
+    async def predict(
+        self,
+        record: dict[str, Any] = Body(...),
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> dict[str, Any]:
+        """One record in; its prediction, the model version and a request id out."""
+        self.auth.check(credentials)
+        began = time.perf_counter()
+        served = self._current()
+        row = validate_record(served.request_model, record, ())
+        result, served = await self._batched((served, row))
+        self._count(served, 1, began)
+        return {**result, **served.info(), "request_id": uuid.uuid4().hex}
+
+    @api.post("/predict/batch")
+    def predict_batch(
+        self,
+        body: BatchRequest,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> dict[str, Any]:
+        """Up to `max_request_records` records in one request, predicted as one batch."""
+        self.auth.check(credentials)
+        began = time.perf_counter()
+        if len(body.records) > self.args.max_request_records:
+            raise HTTPException(
+                status_code=413,
+                detail=f"{len(body.records)} records; at most {self.args.max_request_records} "
+                "per request (serve.max_request_records)",
+            )
+        served = self._current()
+        rows = [
+            validate_record(served.request_model, r, ("records", i))
+            for i, r in enumerate(body.records)
+        ]
+        predictions = served.predictor.predict_records(rows) if rows else []
+        self._count(served, len(rows), began)
+        return {"predictions": predictions, **served.info(), "request_id": uuid.uuid4().hex}
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
+        served = items[-1][0]  # a batch spanning a swap is predicted by the newer version
+        results = served.predictor.predict_records([row for _, row in items])
+        return [(result, served) for result in results]
+
+    def _current(self) -> Served:
+        if self.served is None:
+            raise HTTPException(status_code=503, detail="model not loaded yet; retry shortly")
+        return self.served
+
+    def _count(self, served: Served, records: int, began: float) -> None:
+        tags = {"model_version": str(served.ref.version)}
+        if records:  # Ray's counters refuse 0
+            self.predictions.inc(records, tags=tags)
+        self.latency.observe((time.perf_counter() - began) * 1000, tags=tags)
+
+
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for `serve run serving.app:build key=value ...`."""
+    from mlflow.tracking import MlflowClient
+
+    from cluster.registry import resolve
+
     parsed = AppArgs.model_validate(args)
+    client = MlflowClient(tracking_uri=parsed.tracking_uri, registry_uri=parsed.tracking_uri)
+    version = resolve(client, parsed.model_name, parsed.alias).version
+    scaling: dict[str, Any] = {"num_replicas": parsed.num_replicas}
+    if parsed.autoscaling:
+        scaling = {"num_replicas": "auto", "autoscaling_config": parsed.autoscaling.model_dump()}
     return ModelServer.options(
-        num_replicas=parsed.num_replicas,
+        **scaling,
         max_ongoing_requests=parsed.max_ongoing_requests,
+        user_config={"version": version},
         logging_config={"log_level": parsed.log_level},
     ).bind(parsed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ def run(ray_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:
             ci_raw(),
             {
                 "runtime": {"state_dir": str(state)},
-                "serve": {"port": free_port()},
+                "serve": {"port": free_port(), "max_request_records": 50},
                 "tracking": {"uri": f"sqlite:///{state / 'mlflow.db'}"},
             },
         )
@@ -42,7 +44,9 @@ def run(ray_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:
     client = MlflowClient(
         tracking_uri=summary["tracking_uri"], registry_uri=summary["tracking_uri"]
     )
-    yield {"cfg": cfg, "summary": summary, "client": client}
+    token = Path(summary["token_file"]).read_text().strip()
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        yield {"cfg": cfg, "summary": summary, "client": client, "http": http, "token": token}
     serve.shutdown()
 
 
@@ -129,17 +133,54 @@ def test_http_predictions_equal_the_registered_model_offline(run):
     rows = pq.read_table(Path(s["dataset_path"]) / "test").select(names).slice(0, 20).to_pylist()
     offline = predictor.predict_records(rows)
     seen = set()
-    with httpx.Client(timeout=30) as http:
-        for row, expected in zip(rows, offline, strict=True):
-            response = http.post(s["endpoint"], json=row)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            assert body["prediction"] == expected["prediction"]
-            for cls, p in expected["probabilities"].items():
-                assert body["probabilities"][cls] == pytest.approx(p, abs=1e-5)
-            assert body["model_version"] == 1 and body["run_id"] == ref.run_id
-            seen.add(body["request_id"])
+    for row, expected in zip(rows, offline, strict=True):
+        response = run["http"].post(s["endpoint"], json=row)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["prediction"] == expected["prediction"]
+        for cls, p in expected["probabilities"].items():
+            assert body["probabilities"][cls] == pytest.approx(p, abs=1e-5)
+        assert body["model_version"] == 1 and body["run_id"] == ref.run_id
+        seen.add(body["request_id"])
     assert len(seen) == len(rows)
+
+    batch = run["http"].post(s["endpoint"] + "/batch", json={"records": rows})
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert body["model_version"] == 1 and len(body["predictions"]) == len(rows)
+    for served, expected in zip(body["predictions"], offline, strict=True):
+        assert served["prediction"] == expected["prediction"]
+        assert served["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
+
+
+def test_prediction_routes_need_the_bearer_token(run):
+    s = run["summary"]
+    token_file = Path(s["token_file"])
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    record = s["prediction"]["request"]
+    for url, body in ((s["endpoint"], record), (s["endpoint"] + "/batch", {"records": [record]})):
+        missing = httpx.post(url, json=body, timeout=30)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.post(url, json=body, timeout=30, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403 and "invalid bearer token" in wrong.text
+    base = s["endpoint"].removesuffix("/predict")
+    health = httpx.get(base + "/healthz", timeout=30)  # probes need no token
+    assert health.status_code == 200
+    assert health.json()["status"] == "ready" and health.json()["model_version"] == 1
+
+
+def test_batch_route_bounds_and_locates_errors(run):
+    s, http = run["summary"], run["http"]
+    record = s["prediction"]["request"]
+    too_many = http.post(s["endpoint"] + "/batch", json={"records": [record] * 51})
+    assert too_many.status_code == 413 and "at most 50" in too_many.text
+    bad = http.post(
+        s["endpoint"] + "/batch", json={"records": [record, record, {**record, "age": 5}]}
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["records", 2, "age"]
+    empty = http.post(s["endpoint"] + "/batch", json={"records": []})
+    assert empty.status_code == 200 and empty.json()["predictions"] == []
 
 
 @pytest.mark.parametrize(
@@ -157,7 +198,7 @@ def test_bad_requests_get_422_with_the_field(run, body, field):
     record = {**s["prediction"]["request"], **body}
     if field == "age" and "income" in body:
         record.pop("age")
-    response = httpx.post(s["endpoint"], json=record, timeout=30)
+    response = run["http"].post(s["endpoint"], json=record)
     assert response.status_code == 422, response.text
     assert field in response.text
 
@@ -165,8 +206,8 @@ def test_bad_requests_get_422_with_the_field(run, body, field):
 def test_malformed_bodies_get_422_not_500(run):
     endpoint = run["summary"]["endpoint"]
     for content in (b"{not json", b"[1, 2]", b""):
-        response = httpx.post(
-            endpoint, content=content, timeout=30, headers={"Content-Type": "application/json"}
+        response = run["http"].post(
+            endpoint, content=content, headers={"Content-Type": "application/json"}
         )
         assert response.status_code == 422, (content, response.status_code, response.text)
 
@@ -194,3 +235,36 @@ def test_tampered_artifact_is_refused(run):
     finally:
         shutil.move(backup, spec)
     assert load_verified(client, ref)[0]["task"] == "classification"
+
+
+def test_moving_the_alias_swaps_the_served_model_under_load(run):
+    """A second pipeline run registers version 2; its deploy swaps it in while requests flow.
+
+    Runs last in this module: afterwards the champion is version 2.
+    """
+    s, http = run["summary"], run["http"]
+    record = s["prediction"]["request"]
+    stop = threading.Event()
+    outcomes: list[tuple[int, int | None]] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            response = http.post(s["endpoint"], json=record)
+            version = response.json().get("model_version") if response.is_success else None
+            outcomes.append((response.status_code, version))
+            time.sleep(0.02)
+
+    generator = threading.Thread(target=load)
+    generator.start()
+    try:
+        second = pipeline.run(run["cfg"], keep_serving=True)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        generator.join(timeout=60)
+    assert second["model_version"] == 2
+    statuses = [status for status, _ in outcomes]
+    assert len(statuses) > 50 and set(statuses) == {200}, statuses
+    versions = [version for _, version in outcomes]
+    assert versions[0] == 1 and versions[-1] == 2
+    assert versions == sorted(versions)  # once swapped, never back

@@ -1,0 +1,67 @@
+"""The baseline for benchmarks/serve.py: the same model and transform on bare FastAPI + uvicorn.
+
+Same validation (the generated request model), same Predictor, same bearer-token check;
+no Ray, no batching, one uvicorn worker.
+Usage: python benchmarks/bare_serve.py TRACKING_URI MODEL_NAME PORT TOKEN_FILE
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_app(tracking_uri: str, model_name: str, token_file: str) -> Any:
+    from fastapi import Body, Depends, FastAPI
+    from fastapi.security import HTTPAuthorizationCredentials
+    from mlflow.tracking import MlflowClient
+
+    from cluster.registry import load_verified, resolve
+    from serving.app import BatchRequest, Served, bearer
+    from serving.auth import TokenCheck
+    from serving.model import Predictor
+    from serving.schema import request_model, validate_record
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    ref = resolve(client, model_name, "champion")
+    spec, tensors = load_verified(client, ref)
+    served = Served(ref, Predictor(spec, tensors), request_model(spec["input_schema"]), spec)
+    auth = TokenCheck.load("token", "RELAY_SERVE_TOKEN", token_file)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(
+        record: dict[str, Any] = Body(...),
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> dict[str, Any]:
+        auth.check(credentials)
+        row = validate_record(served.request_model, record, ())
+        return {**served.predictor.predict_records([row])[0], **served.info()}
+
+    @app.post("/predict/batch")
+    def predict_batch(
+        body: BatchRequest, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> dict[str, Any]:
+        auth.check(credentials)
+        rows = [
+            validate_record(served.request_model, r, ("records", i))
+            for i, r in enumerate(body.records)
+        ]
+        return {"predictions": served.predictor.predict_records(rows), **served.info()}
+
+    return app
+
+
+if __name__ == "__main__":
+    import torch
+    import uvicorn
+
+    torch.set_num_threads(1)  # as in a Ray replica (OMP_NUM_THREADS=1)
+    uri, name, port, token_file = sys.argv[1:5]
+    uvicorn.run(
+        make_app(uri, name, token_file), host="127.0.0.1", port=int(port), log_level="warning"
+    )
