@@ -5,8 +5,8 @@ no Ray, no batching, one uvicorn worker.
 Usage: python benchmarks/bare_serve.py TRACKING_URI MODEL_NAME PORT TOKEN_FILE
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI resolves the route annotations, which
+# are imported inside make_app.
 import sys
 from pathlib import Path
 from typing import Any

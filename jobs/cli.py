@@ -10,7 +10,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay greppable: no hard wraps
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
 
@@ -87,9 +87,83 @@ def validate(config: ConfigArg) -> None:
     try:
         cfg = load_config(config)
     except RelayError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        _fail(exc)
     out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")
+
+
+@app.command()
+def predict(
+    config: Annotated[
+        Path | None, typer.Argument(help="Pipeline config (batch mode): its model and MLflow")
+    ] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", help="Files, folders, globs or URIs to score (repeatable)"),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Empty folder for the predictions")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Alias or version to use; default the config's serve.alias")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Ray address (batch mode)")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint URL (online mode), e.g. http://host:8000/credit")
+    ] = None,
+    record: Annotated[
+        str | None, typer.Option("--json", help="Online mode: one record, or a list, as JSON")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Online mode: bearer token file (else $RELAY_SERVE_TOKEN)")
+    ] = None,
+) -> None:
+    """Score files in batch on Ray Data, or send records to a running endpoint.
+
+    Examples: relay predict configs/demo.yaml --input new.csv --output scored/
+              relay predict --endpoint http://127.0.0.1:8000/credit --json '{"age": 41, ...}'
+    """
+    try:
+        if endpoint:
+            result = _predict_online(endpoint, record, token_file)
+        elif config and inputs and output:
+            from jobs.predict import batch
+
+            result = batch(load_config(config), inputs, output, model, address)
+        else:
+            from cluster.errors import ConfigError
+
+            raise ConfigError(
+                "relay predict needs CONFIG --input ... --output DIR (batch), "
+                "or --endpoint URL --json RECORD (online)"
+            )
+    except RelayError as exc:
+        _fail(exc)
+    print(json.dumps(result))
+
+
+def _predict_online(endpoint: str, record: str | None, token_file: Path | None) -> Any:
+    import os
+
+    from cluster.errors import ConfigError, ServingError
+    from serving.client import Client, EndpointError
+
+    if not record:
+        raise ConfigError("--endpoint needs --json with a record (or a list of records)")
+    try:
+        body = json.loads(record)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--json is not valid JSON: {exc}") from None
+    token = token_file.read_text() if token_file else os.environ.get("RELAY_SERVE_TOKEN")
+    client = Client(endpoint, token)
+    try:
+        return client.predict_batch(body) if isinstance(body, list) else client.predict(body)
+    except EndpointError as exc:
+        raise ServingError(f"{endpoint} refused the request: {exc}") from None
+    except OSError as exc:
+        raise ServingError(f"cannot reach {endpoint}: {exc}") from None
+
+
+def _fail(exc: RelayError) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(exc.exit_code) from None
 
 
 data_app = typer.Typer(help="Inspect datasets produced by the ETL stage.", no_args_is_help=True)
@@ -112,8 +186,7 @@ def data_profile(
     try:
         folder = find_dataset(target)
     except RelayError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        _fail(exc)
     profile = json.loads((folder / PROFILE).read_text())
     if as_json:
         print(json.dumps(profile))

@@ -19,11 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.config import ColumnType, RelayConfig, Role
-from cluster.digests import stream_sha256
 from jobs import featurestats, pii
 from jobs.profile import Profile
 from jobs.rowhash import row_hash, unit_interval
-from jobs.sources import RawFile, batches, filesystem
+from jobs.sources import RawFile, batches, raw_sha256
 from jobs.validate import REASONS_COLUMN, ROW_COLUMN, SOURCE_COLUMN, validate
 
 SPLITS = ("train", "val", "test")
@@ -107,7 +106,7 @@ def process_file(
         "path": raw.uri,
         "format": raw.format,
         "bytes": raw.size,
-        "sha256": _sha256(raw),
+        "sha256": raw_sha256(raw),
         "rows": part.counts["rows_in"],
     }
     return part
@@ -197,10 +196,3 @@ def _apply_pii(table: pa.Table, cfg: RelayConfig, key: bytes | None) -> pa.Table
         position = table.column_names.index(column.name)
         table = table.set_column(position, column.name, pa.array(hashed, type=pa.string()))
     return table
-
-
-def _sha256(raw: RawFile) -> str:
-    """The raw file's bytes, through the same filesystem layer that read it."""
-    fs, path = filesystem(raw.uri)
-    with fs.open_input_stream(path) as handle:
-        return stream_sha256(handle)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from cluster.config import FileSource
+from cluster.digests import stream_sha256
 from cluster.errors import ConfigError, DataQualityError
 
 SUFFIXES = {
@@ -42,6 +43,13 @@ class RawFile:
     @property
     def name(self) -> str:
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def raw_sha256(raw: RawFile) -> str:
+    """The raw file's bytes, through the same filesystem layer that reads it."""
+    fs, path = filesystem(raw.uri)
+    with fs.open_input_stream(path) as handle:
+        return stream_sha256(handle)
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:

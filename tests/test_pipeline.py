@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import shutil
 import threading
 import time
@@ -235,6 +238,71 @@ def test_tampered_artifact_is_refused(run):
     finally:
         shutil.move(backup, spec)
     assert load_verified(client, ref)[0]["task"] == "classification"
+
+
+def test_batch_predict_scores_files_and_keeps_rejected_rows(run, tmp_path):
+    from jobs.predict import MANIFEST, REASONS, STATUS, batch
+
+    s, client = run["summary"], run["client"]
+    test = pq.read_table(Path(s["dataset_path"]) / "test").drop_columns(["defaulted"])
+    rows = test.slice(0, 30).to_pylist()
+    rows[5]["age"] = "abc"
+    rows[7]["region"] = "mars"
+    raw = tmp_path / "new.csv"
+    with raw.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = batch(run["cfg"], [str(raw)], tmp_path / "scored")
+    assert (result["rows_scored"], result["rows_rejected"]) == (28, 2)
+    assert result["inputs"][0]["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "scored" / MANIFEST).read_text()) == result
+
+    out = pq.read_table(result["output"]).to_pylist()
+    by_id = {r["customer_id"]: r for r in out}
+    assert len(by_id) == 30
+    bad = {rows[5]["customer_id"]: "age:type", rows[7]["customer_id"]: "region:set"}
+    for customer, reason in bad.items():
+        assert by_id[customer][STATUS] == "rejected" and by_id[customer][REASONS] == reason
+        assert by_id[customer]["prediction"] is None
+    ref = resolve(client, s["model_name"], "champion")
+    predictor = Predictor(*load_verified(client, ref))
+    names = [c["name"] for c in predictor.spec["input_schema"]]
+    good = [r for r in test.slice(0, 30).to_pylist() if r["customer_id"] not in bad]
+    offline = predictor.predict_records([{n: r[n] for n in names} for r in good])
+    for row, expected in zip(good, offline, strict=True):
+        scored = by_id[row["customer_id"]]
+        assert scored[STATUS] == "scored" and scored["model_version"] == 1
+        assert scored["prediction"] == expected["prediction"]
+        assert scored["probability_1"] == pytest.approx(expected["probabilities"]["1"], abs=1e-5)
+
+    tags = client.get_run(result["predict_run_id"]).data.tags
+    assert tags[STAGE_TAG] == "predict" and tags["relay.model_version"] == "1"
+    assert tags["relay.input_digest"] == result["input_digest"]
+
+
+def test_client_and_cli_send_records_to_the_endpoint(run):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from serving.client import Client, EndpointError
+
+    s = run["summary"]
+    record = s["prediction"]["request"]
+    client = Client(s["endpoint"], token=run["token"])
+    assert client.predict(record)["prediction"] == s["prediction"]["response"]["prediction"]
+    assert client.health()["model_version"] == 1
+    with pytest.raises(EndpointError) as refused:
+        Client(s["endpoint"]).predict(record)
+    assert refused.value.status == 401
+
+    base = s["endpoint"].removesuffix("/predict")
+    cli = ["predict", "--endpoint", base, "--token-file", s["token_file"], "--json"]
+    ok = CliRunner().invoke(app, [*cli, json.dumps([record, record])])
+    assert ok.exit_code == 0, ok.output
+    assert len(json.loads(ok.output)["predictions"]) == 2
+    bad = CliRunner().invoke(app, [*cli, json.dumps({**record, "age": 5})])
+    assert bad.exit_code == 6 and "greater than or equal to 18" in bad.output
 
 
 def test_moving_the_alias_swaps_the_served_model_under_load(run):

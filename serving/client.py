@@ -1,0 +1,56 @@
+"""A small client for a relay endpoint (stdlib only: usable where relay's deps are not).
+
+client = Client("http://127.0.0.1:8000/credit", token=open(".relay/serve_token").read())
+client.predict({"age": 41, ...})["prediction"]
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class EndpointError(Exception):
+    """The endpoint answered with an error status; `detail` is its explanation."""
+
+    def __init__(self, status: int, detail: Any):
+        super().__init__(f"HTTP {status}: {json.dumps(detail)}")
+        self.status, self.detail = status, detail
+
+
+class Client:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/").removesuffix("/predict")
+        self.token = token.strip() if token else None
+        self.timeout = timeout
+
+    def predict(self, record: dict[str, Any]) -> dict[str, Any]:
+        return self._call("/predict", record)
+
+    def predict_batch(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("/predict/batch", {"records": records})
+
+    def schema(self) -> dict[str, Any]:
+        return self._call("/schema")
+
+    def health(self) -> dict[str, Any]:
+        return self._call("/healthz")
+
+    def _call(self, route: str, body: Any = None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + route, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode(errors="replace")
+            try:
+                detail = json.loads(text).get("detail", text)
+            except (ValueError, AttributeError):
+                detail = text
+            raise EndpointError(exc.code, detail) from None
