@@ -16,42 +16,43 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_app(tracking_uri: str, model_name: str, token_file: str) -> Any:
-    from fastapi import Body, Depends, FastAPI
+    from fastapi import Depends, FastAPI
     from fastapi.security import HTTPAuthorizationCredentials
     from mlflow.tracking import MlflowClient
+    from pydantic import BaseModel
 
     from cluster.registry import load_verified, resolve
-    from serving.app import BatchRequest, Served, bearer
+    from serving.app import bearer
     from serving.auth import TokenCheck
     from serving.model import Predictor
-    from serving.schema import request_model, validate_record
+    from serving.schema import request_model
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     ref = resolve(client, model_name, "champion")
     spec, tensors = load_verified(client, ref)
-    served = Served(ref, Predictor(spec, tensors), request_model(spec["input_schema"]), spec)
+    predictor, request = Predictor(spec, tensors), request_model(spec["input_schema"])
+    info = {"model_name": ref.name, "model_version": ref.version, "run_id": ref.run_id}
     auth = TokenCheck.load("token", "RELAY_SERVE_TOKEN", token_file)
     app = FastAPI()
 
+    class BatchRequest(BaseModel):
+        records: list[request]  # type: ignore[valid-type]
+
     @app.post("/predict")
     def predict(
-        record: dict[str, Any] = Body(...),
+        record: request,  # type: ignore[valid-type]
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> dict[str, Any]:
         auth.check(credentials)
-        row = validate_record(served.request_model, record, ())
-        return {**served.predictor.predict_records([row])[0], **served.info()}
+        return {**predictor.predict_records([record.model_dump()])[0], **info}
 
     @app.post("/predict/batch")
     def predict_batch(
         body: BatchRequest, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> dict[str, Any]:
         auth.check(credentials)
-        rows = [
-            validate_record(served.request_model, r, ("records", i))
-            for i, r in enumerate(body.records)
-        ]
-        return {"predictions": served.predictor.predict_records(rows), **served.info()}
+        rows = [r.model_dump() for r in body.records]
+        return {"predictions": predictor.predict_records(rows), **info}
 
     return app
 

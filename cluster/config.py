@@ -321,6 +321,12 @@ class ServeConfig(Strict):
         1024, ge=1, le=100_000, description="Most records one predict/batch request may carry."
     )
     alias: str = Field("champion", description="Registry alias the endpoint serves.")
+    challenger_alias: str = Field(
+        "challenger", description="Alias of a version that gets a share of the traffic, if set."
+    )
+    challenger_share: float = Field(
+        0.1, ge=0, le=1, description="Share of prediction requests the challenger answers."
+    )
     auth: Literal["token", "none"] = Field(
         "token",
         description="token: prediction routes need 'Authorization: Bearer <token>'; "

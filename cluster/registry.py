@@ -44,6 +44,14 @@ def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef:
     return ModelRef(name=name, version=int(mv.version), run_id=mv.run_id, sha256=sha)
 
 
+def aliased(client: Any, name: str, alias: str) -> ModelRef | None:
+    """The version holding `alias`, or None when no version holds it."""
+    # search_model_versions leaves `aliases` empty on some stores; the model lists them all
+    if alias not in (client.get_registered_model(name).aliases or {}):
+        return None
+    return resolve(client, name, alias)
+
+
 def load_verified(client: Any, ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
     """Download the bundle and load it only if its digest matches the registry record."""
     with tempfile.TemporaryDirectory(prefix="relay-model-") as tmp:

@@ -49,6 +49,8 @@ def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
         "tracking_uri": tracking_uri,
         "model_name": cfg.model.name,
         "alias": s.alias,
+        "challenger_alias": s.challenger_alias,
+        "challenger_share": s.challenger_share,
         "num_replicas": s.num_replicas,
         "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
         "max_ongoing_requests": s.max_ongoing_requests,
@@ -70,32 +72,40 @@ def client_token(cfg: RelayConfig) -> str | None:
     return os.environ.get(cfg.serve.token_env) or (file.read_text().strip() if file else None)
 
 
-def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment:
+def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]:
+    """(Re)deploy the config's app on the connected Ray; returns the endpoint and the args.
+
+    On a running app only the resolved versions change, so the replicas swap in place.
+    """
     from ray import serve
 
     from serving.app import build
 
+    args = app_args(cfg, tracking_uri)
+    try:
+        serve.start(
+            http_options={"host": cfg.serve.host, "port": cfg.serve.port},
+            logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
+        )
+        serve.run(
+            build(args),
+            name=cfg.model.name,
+            route_prefix=cfg.serve.route_prefix,
+            blocking=False,
+        )
+    except RuntimeError as exc:
+        raise ServingError(
+            f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
+            "(A taken port? Set serve.port)"
+        ) from None
+    return f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}", args
+
+
+def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment:
     tracker = runs.tracker
     with runs.open("deploy") as run_id:
-        args = app_args(cfg, tracker.uri)
-        try:
-            serve.start(
-                http_options={"host": cfg.serve.host, "port": cfg.serve.port},
-                logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
-            )
-            serve.run(
-                build(args),
-                name=cfg.model.name,
-                route_prefix=cfg.serve.route_prefix,
-                blocking=False,
-            )
-        except RuntimeError as exc:
-            raise ServingError(
-                f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
-                "(A taken port? Set serve.port)"
-            ) from None
-        endpoint = f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}"
-        wait_for_version(endpoint, registered.version)
+        endpoint, args = serve_app(cfg, tracker.uri)
+        wait_for_version(endpoint, registered.version, served_challenger(cfg, tracker.client))
         tracker.log(
             run_id,
             params={
@@ -118,12 +128,25 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
     )
 
 
-def wait_for_version(endpoint: str, version: int, timeout: float = 60.0) -> None:
-    """Until every answer says `version`: an in-place swap finishes replica by replica."""
+def served_challenger(cfg: RelayConfig, client: Any) -> int | None:
+    """The challenger version the config's endpoint routes a share to, if any."""
+    from cluster.registry import aliased
+
+    if cfg.serve.challenger_share <= 0:
+        return None
+    found = aliased(client, cfg.model.name, cfg.serve.challenger_alias)
+    return found.version if found else None
+
+
+def wait_for_version(
+    endpoint: str, version: int, challenger: int | None = None, timeout: float = 60.0
+) -> None:
+    """Until the health route says `version` (and `challenger`): swaps go replica by replica."""
     deadline = time.monotonic() + timeout
     while True:
-        served = get_json(f"{endpoint}/healthz")["model_version"]
-        if served == version:
+        health = get_json(f"{endpoint}/healthz")
+        served = health["model_version"]
+        if served == version and health["challenger_version"] == challenger:
             return
         if time.monotonic() > deadline:
             raise ServingError(f"endpoint serves version {served}, expected {version}")

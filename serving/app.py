@@ -4,32 +4,33 @@ Import path for `serve run`, `serve deploy` and KubeRay: ``serving.app:build``, 
 ``tracking_uri``, ``model_name`` and optionally ``alias`` (or a version number) and the
 settings of `AppArgs`. `build` resolves the alias to a version and hands it to the replicas
 as `user_config`: deploying again after the alias moved swaps the model in place
-(`reconfigure`), without restarting replicas or dropping requests.
+(`reconfigure`), without restarting replicas or dropping requests. The routes are typed with
+the request model generated from that version's input schema, so OpenAPI documents every
+field; a version with another schema changes the class and Serve replaces the replicas.
 """
 
 # No `from __future__ import annotations`: Serve ships the ingress class by value, and FastAPI
 # must resolve route annotations (the request models) without this module's globals.
 import asyncio
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from serving.auth import TokenCheck
-from serving.schema import validate_record
 
 log = logging.getLogger("ray.serve")
 
-api = FastAPI(
-    title="relay model endpoint",
-    description="Predictions from a model version in the MLflow registry. Prediction routes "
-    "need 'Authorization: Bearer <token>' unless the deployment disabled auth.",
+DESCRIPTION = (
+    "Predictions from a model version in the MLflow registry. Prediction routes need "
+    "'Authorization: Bearer <token>' unless the deployment disabled auth."
 )
 bearer = HTTPBearer(auto_error=False)
 
@@ -50,6 +51,10 @@ class AppArgs(BaseModel):
     tracking_uri: str = Field(description="MLflow tracking/registry URI to load the model from.")
     model_name: str = Field(description="Registered model name.")
     alias: str = Field("champion", description="Alias, or a version number, to serve.")
+    challenger_alias: str | None = Field(
+        "challenger", description="Alias of a version answering `challenger_share` of requests."
+    )
+    challenger_share: float = Field(0.1, ge=0, le=1)
     num_replicas: int = Field(1, ge=1)
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(32, ge=1)
@@ -70,7 +75,6 @@ class Served:
 
     ref: Any  # cluster.registry.ModelRef
     predictor: Any  # serving.model.Predictor
-    request_model: type[BaseModel]
     spec: dict[str, Any]
 
     def info(self) -> dict[str, Any]:
@@ -82,146 +86,191 @@ class Served:
         }
 
 
-class BatchRequest(BaseModel):
-    records: list[dict[str, Any]] = Field(description="Records, each shaped like /predict's body.")
+def model_server(request: type[BaseModel], max_records: int) -> type:
+    """The ingress class with routes typed by `request` (a model's generated input schema)."""
+    api = FastAPI(title="relay model endpoint", description=DESCRIPTION)
 
-
-@serve.deployment
-@serve.ingress(api)
-class ModelServer:
-    def __init__(self, args: AppArgs):
-        from mlflow.tracking import MlflowClient
-        from ray.serve import metrics
-
-        self.args = args
-        self.client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
-        self.auth = TokenCheck.load(args.auth, args.token_env, args.token_file)
-        if args.auth == "none":
-            log.warning("auth is DISABLED for this endpoint (loopback-only development)")
-        self.served: Served | None = None
-        self._batched.set_max_batch_size(args.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
-        self.predictions = metrics.Counter(
-            "relay_predictions",
-            description="Records predicted, per model version.",
-            tag_keys=("model_version",),
-        )
-        self.latency = metrics.Histogram(
-            "relay_predict_latency_ms",
-            description="Prediction request latency in the replica, per model version.",
-            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-            tag_keys=("model_version",),
+    class BatchRequest(BaseModel):
+        records: list[request] = Field(  # type: ignore[valid-type]
+            max_length=max_records, description="Records, each shaped like /predict's body."
         )
 
-    async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Load the version `build` resolved; requests keep flowing to the old one meanwhile."""
-        served = await asyncio.to_thread(self._load, int(user_config["version"]))
-        if served:
-            self.served = served
-            ref = served.ref
-            log.info("serving %s version %s (sha256 %s)", ref.name, ref.version, ref.sha256)
+    class ModelServer:
+        def __init__(self, args: AppArgs):
+            from mlflow.tracking import MlflowClient
+            from ray.serve import metrics
 
-    def _load(self, version: int) -> Served | None:
-        from cluster.registry import load_verified, resolve
-        from serving.model import Predictor
-        from serving.schema import request_model
-
-        ref = resolve(self.client, self.args.model_name, str(version))
-        if self.served and self.served.ref == ref:
-            return None
-        spec, tensors = load_verified(self.client, ref)
-        return Served(ref, Predictor(spec, tensors), request_model(spec["input_schema"]), spec)
-
-    @api.get("/healthz")
-    def healthz(self) -> dict[str, Any]:
-        """Readiness and the version served (no auth: for probes and load balancers)."""
-        if self.served is None:
-            raise HTTPException(status_code=503, detail="model not loaded yet")
-        return {"status": "ready", **self.served.info()}
-
-    @api.get("/schema")
-    def schema(self) -> dict[str, Any]:
-        """The fields a prediction request takes, and the model behind the endpoint."""
-        served = self._current()
-        return {
-            "model": served.info(),
-            "input_schema": served.spec["input_schema"],
-            "task": served.spec["task"],
-            "max_request_records": self.args.max_request_records,
-        }
-
-    @api.post("/predict")
-    async def predict(
-        self,
-        record: dict[str, Any] = Body(...),
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-    ) -> dict[str, Any]:
-        """One record in; its prediction, the model version and a request id out."""
-        self.auth.check(credentials)
-        began = time.perf_counter()
-        served = self._current()
-        row = validate_record(served.request_model, record, ())
-        result, served = await self._batched((served, row))
-        self._count(served, 1, began)
-        return {**result, **served.info(), "request_id": uuid.uuid4().hex}
-
-    @api.post("/predict/batch")
-    def predict_batch(
-        self,
-        body: BatchRequest,
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-    ) -> dict[str, Any]:
-        """Up to `max_request_records` records in one request, predicted as one batch."""
-        self.auth.check(credentials)
-        began = time.perf_counter()
-        if len(body.records) > self.args.max_request_records:
-            raise HTTPException(
-                status_code=413,
-                detail=f"{len(body.records)} records; at most {self.args.max_request_records} "
-                "per request (serve.max_request_records)",
+            self.args = args
+            self.client = MlflowClient(
+                tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri
             )
-        served = self._current()
-        rows = [
-            validate_record(served.request_model, r, ("records", i))
-            for i, r in enumerate(body.records)
-        ]
-        predictions = served.predictor.predict_records(rows) if rows else []
-        self._count(served, len(rows), began)
-        return {"predictions": predictions, **served.info(), "request_id": uuid.uuid4().hex}
+            self.auth = TokenCheck.load(args.auth, args.token_env, args.token_file)
+            if args.auth == "none":
+                log.warning("auth is DISABLED for this endpoint (loopback-only development)")
+            self.served: Served | None = None
+            self.challenger: Served | None = None
+            self.share = 0.0
+            self._batched.set_max_batch_size(args.max_batch_size)
+            self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+            self.predictions = metrics.Counter(
+                "relay_predictions",
+                description="Records predicted, per model version.",
+                tag_keys=("model_version",),
+            )
+            self.latency = metrics.Histogram(
+                "relay_predict_latency_ms",
+                description="Prediction request latency in the replica, per model version.",
+                boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+                tag_keys=("model_version",),
+            )
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
-        served = items[-1][0]  # a batch spanning a swap is predicted by the newer version
-        results = served.predictor.predict_records([row for _, row in items])
-        return [(result, served) for result in results]
+        async def reconfigure(self, user_config: dict[str, Any]) -> None:
+            """Load the versions `build` resolved; requests keep flowing to the old ones."""
+            champion = await asyncio.to_thread(self._load, user_config["version"])
+            challenger = None
+            if user_config.get("challenger") is not None:
+                challenger = await asyncio.to_thread(self._load, user_config["challenger"])
+            self.served, self.challenger = champion, challenger
+            self.share = float(user_config.get("share", 0.0)) if challenger else 0.0
+            log.info(
+                "serving %s version %s%s",
+                champion.ref.name,
+                champion.ref.version,
+                f", challenger version {challenger.ref.version} for {self.share:.0%}"
+                if challenger
+                else "",
+            )
 
-    def _current(self) -> Served:
-        if self.served is None:
-            raise HTTPException(status_code=503, detail="model not loaded yet; retry shortly")
-        return self.served
+        def _load(self, version: int) -> Served:
+            """The version, verified; re-used when already loaded as champion or challenger."""
+            from cluster.registry import load_verified, resolve
+            from serving.model import Predictor
 
-    def _count(self, served: Served, records: int, began: float) -> None:
-        tags = {"model_version": str(served.ref.version)}
-        if records:  # Ray's counters refuse 0
-            self.predictions.inc(records, tags=tags)
-        self.latency.observe((time.perf_counter() - began) * 1000, tags=tags)
+            for loaded in (self.served, self.challenger):
+                if loaded and loaded.ref.version == version:
+                    return loaded
+            ref = resolve(self.client, self.args.model_name, str(version))
+            spec, tensors = load_verified(self.client, ref)
+            return Served(ref, Predictor(spec, tensors), spec)
+
+        @api.get("/healthz")
+        def healthz(self) -> dict[str, Any]:
+            """Readiness and the versions served (no auth: for probes and load balancers)."""
+            if self.served is None:
+                raise HTTPException(status_code=503, detail="model not loaded yet")
+            challenger = self.challenger.ref.version if self.challenger else None
+            return {
+                "status": "ready",
+                **self.served.info(),
+                "challenger_version": challenger,
+                "challenger_share": self.share,
+            }
+
+        @api.get("/schema")
+        def schema(self) -> dict[str, Any]:
+            """The fields a prediction request takes, and the model behind the endpoint."""
+            served = self.served
+            if served is None:
+                raise HTTPException(status_code=503, detail="model not loaded yet")
+            return {
+                "model": served.info(),
+                "input_schema": served.spec["input_schema"],
+                "task": served.spec["task"],
+                "max_request_records": self.args.max_request_records,
+            }
+
+        @api.post("/predict")
+        async def predict(
+            self,
+            record: request,  # type: ignore[valid-type]
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        ) -> dict[str, Any]:
+            """One record in; its prediction, the model version and a request id out."""
+            self.auth.check(credentials)
+            began = time.perf_counter()
+            served = self._current()
+            result, served = await self._batched((served, record.model_dump()))
+            self._count(served, 1, began)
+            return {**result, **served.info(), "request_id": uuid.uuid4().hex}
+
+        @api.post("/predict/batch")
+        def predict_batch(
+            self,
+            body: BatchRequest,
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        ) -> dict[str, Any]:
+            """Up to `max_request_records` records in one request, predicted as one batch."""
+            self.auth.check(credentials)
+            began = time.perf_counter()
+            served = self._current()
+            rows = [r.model_dump() for r in body.records]
+            predictions = served.predictor.predict_records(rows) if rows else []
+            self._count(served, len(rows), began)
+            return {"predictions": predictions, **served.info(), "request_id": uuid.uuid4().hex}
+
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+        async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
+            """One forward pass per version in the batch (champion and challenger)."""
+            results: list[tuple] = [()] * len(items)
+            for version in {served.ref.version for served, _ in items}:
+                index = [i for i, (served, _) in enumerate(items) if served.ref.version == version]
+                served = items[index[0]][0]
+                predicted = served.predictor.predict_records([items[i][1] for i in index])
+                for i, result in zip(index, predicted, strict=True):
+                    results[i] = (result, served)
+            return results
+
+        def _current(self) -> Served:
+            """The champion, or for `share` of the requests the challenger."""
+            if self.served is None:
+                raise HTTPException(status_code=503, detail="model not loaded yet; retry shortly")
+            if self.challenger and random.random() < self.share:
+                return self.challenger
+            return self.served
+
+        def _count(self, served: Served, records: int, began: float) -> None:
+            tags = {"model_version": str(served.ref.version)}
+            if records:  # Ray's counters refuse 0
+                self.predictions.inc(records, tags=tags)
+            self.latency.observe((time.perf_counter() - began) * 1000, tags=tags)
+
+    return serve.ingress(api)(ModelServer)
 
 
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for `serve run serving.app:build key=value ...`."""
     from mlflow.tracking import MlflowClient
 
-    from cluster.registry import resolve
+    from cluster.errors import ServingError
+    from cluster.registry import aliased, load_verified, resolve
+    from serving.schema import request_model
 
     parsed = AppArgs.model_validate(args)
     client = MlflowClient(tracking_uri=parsed.tracking_uri, registry_uri=parsed.tracking_uri)
-    version = resolve(client, parsed.model_name, parsed.alias).version
+    ref = resolve(client, parsed.model_name, parsed.alias)
+    spec, _ = load_verified(client, ref)  # its input schema types the routes
+    challenger = None
+    if parsed.challenger_alias and parsed.challenger_share > 0:
+        other = aliased(client, parsed.model_name, parsed.challenger_alias)
+        if other and load_verified(client, other)[0]["input_schema"] != spec["input_schema"]:
+            raise ServingError(
+                f"challenger version {other.version} takes other inputs than champion "
+                f"version {ref.version}: a split needs the same input schema"
+            )
+        challenger = other.version if other else None
+    server = serve.deployment(
+        model_server(request_model(spec["input_schema"]), parsed.max_request_records)
+    )
     scaling: dict[str, Any] = {"num_replicas": parsed.num_replicas}
     if parsed.autoscaling:
         scaling = {"num_replicas": "auto", "autoscaling_config": parsed.autoscaling.model_dump()}
-    return ModelServer.options(
+    return server.options(
         **scaling,
         max_ongoing_requests=parsed.max_ongoing_requests,
-        user_config={"version": version},
+        user_config={
+            "version": ref.version,
+            "challenger": challenger,
+            "share": parsed.challenger_share,
+        },
         logging_config={"log_level": parsed.log_level},
     ).bind(parsed)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import HTTPException
-from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
@@ -31,14 +29,3 @@ def request_model(input_schema: list[dict[str, Any]]) -> type[BaseModel]:
     return create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
     )
-
-
-def validate_record(model: type[BaseModel], record: Any, where: tuple) -> dict[str, Any]:
-    """The record checked against the served model's schema; 422 names each bad field."""
-    try:
-        return model.model_validate(record).model_dump()
-    except ValidationError as exc:
-        detail = exc.errors(include_url=False, include_context=False)
-        for error in detail:
-            error["loc"] = (*where, *error["loc"])
-        raise HTTPException(status_code=422, detail=jsonable_encoder(detail)) from None

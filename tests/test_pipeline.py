@@ -8,6 +8,7 @@ import json
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,12 +177,12 @@ def test_batch_route_bounds_and_locates_errors(run):
     s, http = run["summary"], run["http"]
     record = s["prediction"]["request"]
     too_many = http.post(s["endpoint"] + "/batch", json={"records": [record] * 51})
-    assert too_many.status_code == 413 and "at most 50" in too_many.text
+    assert too_many.status_code == 422 and "at most 50 items" in too_many.text
     bad = http.post(
         s["endpoint"] + "/batch", json={"records": [record, record, {**record, "age": 5}]}
     )
     assert bad.status_code == 422
-    assert bad.json()["detail"][0]["loc"] == ["records", 2, "age"]
+    assert bad.json()["detail"][0]["loc"] == ["body", "records", 2, "age"]
     empty = http.post(s["endpoint"] + "/batch", json={"records": []})
     assert empty.status_code == 200 and empty.json()["predictions"] == []
 
@@ -221,6 +222,12 @@ def test_schema_endpoint_describes_the_served_model(run):
     assert body["model"]["model_version"] == 1
     assert {c["name"] for c in body["input_schema"]} >= {"age", "region", "income"}
     assert "email" not in {c["name"] for c in body["input_schema"]}
+
+    openapi = httpx.get(s["endpoint"].removesuffix("/predict") + "/openapi.json", timeout=30)
+    fields = openapi.json()["components"]["schemas"]["PredictRequest"]["properties"]
+    assert fields["age"]["type"] == "integer" and fields["age"]["minimum"] == 18
+    assert fields["region"]["enum"] == ["north", "south", "east", "west"]
+    assert "email" not in fields
 
 
 def test_tampered_artifact_is_refused(run):
@@ -336,3 +343,37 @@ def test_moving_the_alias_swaps_the_served_model_under_load(run):
     versions = [version for _, version in outcomes]
     assert versions[0] == 1 and versions[-1] == 2
     assert versions == sorted(versions)  # once swapped, never back
+
+
+def test_champion_challenger_rollout_splits_promotes_and_rolls_back(run):
+    """After the swap test: champion is version 2, version 1 is free to be the challenger."""
+    from jobs import rollout
+
+    s, http = run["summary"], run["http"]
+    cfg = parse_config(
+        merge(run["cfg"].model_dump(mode="json"), {"serve": {"challenger_share": 0.5}})
+    )
+    record = s["prediction"]["request"]
+
+    def versions(n: int) -> Counter:
+        return Counter(
+            http.post(s["endpoint"], json=record).json()["model_version"] for _ in range(n)
+        )
+
+    started = rollout.start(cfg, version=1)
+    assert (started["model_version"], started["challenger_version"]) == (2, 1)
+    split = versions(200)
+    assert set(split) == {1, 2} and min(split.values()) > 50, split  # 50% +- noise
+
+    rolled_back = rollout.rollback(cfg)
+    assert rolled_back["challenger_version"] is None
+    assert versions(30) == Counter({2: 30})
+
+    rollout.start(cfg, version=1)
+    promoted = rollout.promote(cfg)
+    assert (promoted["model_version"], promoted["challenger_version"]) == (1, None)
+    assert versions(30) == Counter({1: 30})
+    client = run["client"]
+    assert client.get_model_version_by_alias(s["model_name"], "previous").version in (2, "2")
+    tags = client.get_run(promoted["rollout_run_id"]).data.tags
+    assert tags["relay.rollout_action"] == "promote" and tags[STAGE_TAG] == "rollout"
