@@ -240,6 +240,11 @@ class TuneConfig(Strict):
     )
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped.")
     reduction_factor: int = Field(2, ge=2, description="ASHA: halving rate.")
+    storage_path: str | None = Field(
+        None,
+        description="Where Tune and Train keep checkpoints: a folder or an object-store URI "
+        "(s3://, gs://; credentials from the environment); default <state_dir>/tune.",
+    )
     search_space: dict[str, SearchParam] = Field(
         default_factory=_default_space,
         description=f"Hyper-parameters to search; keys among {list(HYPERPARAMETERS)}.",

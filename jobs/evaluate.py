@@ -6,8 +6,8 @@ metrics describe the model exactly as it will be served.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from cluster.config import RelayConfig
 from jobs.etl import Dataset
 from jobs.progress import StageRuns
+from jobs.sources import filesystem
 from jobs.train import CHECKPOINT_FILE, architecture
 from jobs.tune import TuneOutcome
 from serving.features import encode_label
@@ -50,10 +51,17 @@ def model_spec(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome) -> dict
     }
 
 
+def load_checkpoint(location: str) -> dict[str, Any]:
+    """The checkpoint file from a local folder or an object store, without pickle."""
+    fs, path = filesystem(f"{location.rstrip('/')}/{CHECKPOINT_FILE}")
+    with fs.open_input_file(path) as handle:
+        return torch.load(io.BytesIO(handle.read()), weights_only=True)
+
+
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:
     tracker = runs.tracker
     with runs.open("evaluate") as run_id:
-        state = torch.load(Path(outcome.checkpoint_path) / CHECKPOINT_FILE, weights_only=True)
+        state = load_checkpoint(outcome.checkpoint_path)
         spec = model_spec(cfg, dataset, outcome)
         evaluation = Evaluation(run_id=run_id, metrics={}, spec=spec, state_dict=state["model"])
         test = dataset.split("test")

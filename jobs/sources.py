@@ -63,7 +63,8 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
-def _uri(fs: pafs.FileSystem, path: str) -> str:
+def uri_of(fs: pafs.FileSystem, path: str) -> str:
+    """A local path as is, anything else as scheme://path."""
     return path if isinstance(fs, pafs.LocalFileSystem) else f"{fs.type_name}://{path}"
 
 
@@ -92,7 +93,7 @@ def resolve_files(source: FileSource) -> list[RawFile]:
                         "set it to csv, parquet or json"
                     )
                 continue  # a folder may hold READMEs and the like
-            uri = _uri(fs, info.path)
+            uri = uri_of(fs, info.path)
             found[uri] = RawFile(uri=uri, format=fmt, size=info.size)
     if not found:
         raise ConfigError(f"data.source.path: no csv/parquet/json files found at {source.path}")

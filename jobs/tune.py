@@ -110,7 +110,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
     tracker = runs.tracker
     gpu = use_gpu(cfg, info)
     resources = trial_resources(cfg, info, gpu)
-    storage = Path(cfg.runtime.state_dir).resolve() / "tune"
+    storage = storage_root(cfg)
     with runs.open("tune") as run_id:
         name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
         defaults = cfg.train.model_dump(
@@ -128,7 +128,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             workers=cfg.train.workers_per_trial,
             cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
             use_gpu=gpu,
-            storage_path=str(storage / "train"),
+            storage_path=f"{storage}/train",
             run_name=name,
         )
         tracker.log(
@@ -161,9 +161,9 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
         )
         trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
         trial_runs = TrialRuns(tracker.uri, tracker.experiment_id, run_id, ctx.epochs, defaults)
-        if tune.Tuner.can_restore(str(storage / name)):
+        if tune.Tuner.can_restore(f"{storage}/{name}"):
             tuner = tune.Tuner.restore(
-                str(storage / name), trainable, resume_unfinished=True, resume_errored=True
+                f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
             )
         else:
             tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs)
@@ -175,6 +175,25 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             tracker, run_id, grid, cfg, ctx, wall, trial_slots(cfg, info, gpu), trial_runs
         )
     return outcome
+
+
+def storage_root(cfg: RelayConfig) -> str:
+    """Checkpoint storage: the configured folder or URI, else <state_dir>/tune."""
+    if cfg.tune.storage_path:
+        if "://" in cfg.tune.storage_path:
+            return cfg.tune.storage_path.rstrip("/")
+        return str(Path(cfg.tune.storage_path).resolve())
+    return str(Path(cfg.runtime.state_dir).resolve() / "tune")
+
+
+def checkpoint_uri(best: Any, storage: str) -> str:
+    """The best trial's last checkpoint as a path or URI that `jobs.sources.filesystem` opens.
+
+    A DDP trial's checkpoint lives in its Train run; Tune only hears its path.
+    """
+    path = best.checkpoint.path if best.checkpoint else best.metrics["checkpoint_path"]
+    scheme = storage.split("://", 1)[0] if "://" in storage else None
+    return f"{scheme}://{path}" if scheme and "://" not in path else path
 
 
 def search_algorithm(cfg: RelayConfig) -> Any:
@@ -199,7 +218,7 @@ def _new_tuner(
     trainable: Any,
     scheduler: Any,
     name: str,
-    storage: Path,
+    storage: str,
     trial_runs: TrialRuns,
 ) -> Any:
     from ray import tune
@@ -218,7 +237,7 @@ def _new_tuner(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(storage),
+            storage_path=storage,
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=1),
@@ -278,10 +297,7 @@ def _record(
         best_run_id=best_run,
         hyperparameters=hp,
         metrics=metrics,
-        # a DDP trial's checkpoint lives in its Train run; Tune only hears the path
-        checkpoint_path=best.checkpoint.path
-        if best.checkpoint
-        else best.metrics["checkpoint_path"],
+        checkpoint_path=checkpoint_uri(best, storage_root(cfg)),
         trials=len(grid),
         wall_seconds=wall,
         overhead_ratio=wall / max(trained / slots, 1e-9),

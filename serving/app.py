@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from serving.auth import TokenCheck
+from serving.schema import validation_error
 
 log = logging.getLogger("ray.serve")
 
@@ -89,6 +91,7 @@ class Served:
 def model_server(request: type[BaseModel], max_records: int) -> type:
     """The ingress class with routes typed by `request` (a model's generated input schema)."""
     api = FastAPI(title="relay model endpoint", description=DESCRIPTION)
+    api.add_exception_handler(RequestValidationError, validation_error)
 
     class BatchRequest(BaseModel):
         records: list[request] = Field(  # type: ignore[valid-type]

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cluster.config import parse_config
 from cluster.errors import ServingError
@@ -377,3 +379,33 @@ def test_champion_challenger_rollout_splits_promotes_and_rolls_back(run):
     assert client.get_model_version_by_alias(s["model_name"], "previous").version in (2, "2")
     tags = client.get_run(promoted["rollout_run_id"]).data.tags
     assert tags["relay.rollout_action"] == "promote" and tags[STAGE_TAG] == "rollout"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_bodies_get_4xx_never_5xx(run, data):
+    """Arbitrary JSON, and valid records with one field replaced by arbitrary JSON."""
+    s, http = run["summary"], run["http"]
+    record = s["prediction"]["request"]
+    field = data.draw(st.sampled_from([*record, "unknown"]))
+    body = data.draw(JSON | st.just({**record, field: data.draw(JSON)}))
+    route = data.draw(st.sampled_from(["", "/batch"]))
+    if route and data.draw(st.booleans()):
+        body = {"records": [body]}
+    response = http.post(
+        s["endpoint"] + route,
+        content=json.dumps(body).encode(),  # NaN and Infinity too: Python writes them
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    if response.status_code != 200:
+        assert response.status_code == 422 and response.json()["detail"]

@@ -76,7 +76,8 @@ def test_same_config_and_data_give_the_same_best_trial(ray_cluster, make_config)
 
 
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
-def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
+def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path):
+    """Regression also keeps its checkpoints under a storage URI (file:// stands in for s3://)."""
     raw_columns = ci_raw()["data"]["columns"]
     columns = []
     for column in raw_columns:
@@ -89,9 +90,10 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
             column["role"] = "label"
         columns.append(column)
     model = {"task": "regression" if task == "regression" else "classification"}
-    cfg = make_config(
-        data={"columns": columns}, model=model, tune={"num_samples": 1, "metric": "val_loss"}
-    )
+    tune_cfg = {"num_samples": 1, "metric": "val_loss"}
+    if task == "regression":
+        tune_cfg["storage_path"] = f"file://{tmp_path}/checkpoints"
+    cfg = make_config(data={"columns": columns}, model=model, tune=tune_cfg)
     summary = pipeline.run(cfg, until="evaluate")
     metrics = summary["test_metrics"]
     if task == "multiclass":
@@ -100,6 +102,7 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task):
     else:
         assert set(metrics) >= {"test_rmse", "test_mae", "test_r2"}
         assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] > 0
+        assert list((tmp_path / "checkpoints").glob("*/trial_*/checkpoint_*/checkpoint.pt"))
 
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
