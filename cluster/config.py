@@ -316,6 +316,7 @@ class ServeConfig(Strict):
         description="Route; predict is at <route>/predict.",
     )
     num_replicas: int = Field(1, ge=1, description="Replicas (when autoscaling is not set).")
+    replica_cpus: float = Field(1.0, gt=0, description="CPUs each replica reserves.")
     autoscaling: AutoscalingConfig | None = Field(
         None, description="Scale replicas with load between min and max."
     )

@@ -52,6 +52,7 @@ def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
         "challenger_alias": s.challenger_alias,
         "challenger_share": s.challenger_share,
         "num_replicas": s.num_replicas,
+        "replica_cpus": s.replica_cpus,
         "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
         "max_ongoing_requests": s.max_ongoing_requests,
         "max_batch_size": s.max_batch_size,

@@ -200,9 +200,12 @@ def search_algorithm(cfg: RelayConfig) -> Any:
     """Random/grid sampling seeded from the config, or Optuna TPE (an optional dependency)."""
     if cfg.tune.search == "optuna":
         try:
+            from ray.tune.search import ConcurrencyLimiter
             from ray.tune.search.optuna import OptunaSearch
 
-            return OptunaSearch(seed=cfg.seed)
+            return ConcurrencyLimiter(
+                OptunaSearch(seed=cfg.seed), max_concurrent=cfg.tune.max_concurrent_trials
+            )
         except ImportError:
             raise ConfigError(
                 "tune.search is optuna but optuna is not installed: "
@@ -210,7 +213,10 @@ def search_algorithm(cfg: RelayConfig) -> Any:
             ) from None
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=cfg.seed)
+    # a SearchGenerator ignores TuneConfig.max_concurrent_trials: it takes its own limit
+    return BasicVariantGenerator(
+        random_state=cfg.seed, max_concurrent=cfg.tune.max_concurrent_trials
+    )
 
 
 def _new_tuner(
@@ -230,7 +236,6 @@ def _new_tuner(
             metric=cfg.tune.metric,
             mode=cfg.tune.mode,
             num_samples=cfg.tune.num_samples,
-            max_concurrent_trials=cfg.tune.max_concurrent_trials,
             scheduler=scheduler,
             search_alg=search_algorithm(cfg),
             reuse_actors=cfg.train.workers_per_trial == 1,  # imports and data load once per slot

@@ -58,6 +58,7 @@ class AppArgs(BaseModel):
     )
     challenger_share: float = Field(0.1, ge=0, le=1)
     num_replicas: int = Field(1, ge=1)
+    replica_cpus: float = Field(1.0, gt=0)
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(32, ge=1)
     max_batch_size: int = Field(16, ge=1)
@@ -270,6 +271,7 @@ def build(args: dict[str, Any]) -> serve.Application:
     return server.options(
         **scaling,
         max_ongoing_requests=parsed.max_ongoing_requests,
+        ray_actor_options={"num_cpus": parsed.replica_cpus},
         user_config={
             "version": ref.version,
             "challenger": challenger,

@@ -7,6 +7,7 @@ client.predict({"age": 41, ...})["prediction"]
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -21,10 +22,18 @@ class EndpointError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        backoff_s: float = 0.2,
+    ):
         self.base_url = base_url.rstrip("/").removesuffix("/predict")
         self.token = token.strip() if token else None
-        self.timeout = timeout
+        self.timeout, self.retries, self.backoff_s = timeout, retries, backoff_s
+        self.retried = 0  # requests that needed a retry, for callers that monitor
 
     def predict(self, record: dict[str, Any]) -> dict[str, Any]:
         return self._call("/predict", record)
@@ -39,6 +48,17 @@ class Client:
         return self._call("/healthz")
 
     def _call(self, route: str, body: Any = None) -> dict[str, Any]:
+        for attempt in range(self.retries):
+            try:
+                return self._once(route, body)
+            except (EndpointError, OSError) as exc:
+                if isinstance(exc, EndpointError) and exc.status < 500:
+                    raise  # the request itself is wrong: retrying cannot help
+                self.retried += 1
+                time.sleep(self.backoff_s * 2**attempt)
+        return self._once(route, body)
+
+    def _once(self, route: str, body: Any) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

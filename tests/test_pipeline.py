@@ -409,3 +409,86 @@ def test_fuzzed_bodies_get_4xx_never_5xx(run, data):
     assert response.status_code < 500, (body, response.status_code, response.text)
     if response.status_code != 200:
         assert response.status_code == 422 and response.json()["detail"]
+
+
+def test_losing_a_replica_under_load_costs_retries_not_failures(run):
+    """Two replicas, one SIGKILLed mid-load: raw HTTP sees a few 500s, the retrying client none.
+
+    Runs last: it redeploys the app with two half-CPU replicas.
+    """
+    from ray import serve
+
+    from jobs.deploy import serve_app
+    from serving.client import Client
+    from tests.conftest import ProcessKiller
+
+    s = run["summary"]
+    two = {"serve": {"num_replicas": 2, "replica_cpus": 0.5}}
+    cfg = parse_config(merge(run["cfg"].model_dump(mode="json"), two))
+    serve_app(cfg, s["tracking_uri"])
+
+    def running() -> int:
+        status = serve.status().applications[cfg.model.name].deployments["ModelServer"]
+        return status.replica_states.get("RUNNING", 0)
+
+    deadline = time.monotonic() + 60
+    while running() != 2 or len(replica_pids()) != 2:
+        assert time.monotonic() < deadline, "two replicas never came up"
+        time.sleep(0.2)
+    before = replica_pids()
+    record = s["prediction"]["request"]
+    client = Client(s["endpoint"], token=run["token"])
+    stop = threading.Event()
+    raw_status: list[int] = []
+    client_errors: list[Exception] = []
+
+    def raw_load() -> None:
+        while not stop.is_set():
+            raw_status.append(run["http"].post(s["endpoint"], json=record).status_code)
+
+    def client_load() -> None:
+        while not stop.is_set():
+            try:
+                client.predict(record)
+            except Exception as exc:  # any failure the caller would see
+                client_errors.append(exc)
+
+    threads = [threading.Thread(target=raw_load), threading.Thread(target=client_load)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    with ProcessKiller(b"ray::ServeReplica") as killer:
+        pass
+    killed_at = time.monotonic()
+    recovered = None
+    while time.monotonic() - killed_at < 60:
+        if replica_pids() - before and running() == 2:  # a new process, reported running
+            recovered = time.monotonic() - killed_at
+            break
+        time.sleep(0.2)
+    requests_at_recovery = len(raw_status)
+    time.sleep(2)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert killer.killed and killer.killed[0] in before
+    assert recovered is not None, "the replica was not replaced"
+    assert len(raw_status) > requests_at_recovery  # traffic flowed before, during and after
+    failed = [code for code in raw_status if code != 200]
+    print(
+        f"replica loss: {len(failed)} of {len(raw_status)} raw requests failed {set(failed)}, "
+        f"client retried {client.retried}, recovered in {recovered:.1f} s"
+    )
+    assert len(failed) <= max(5, 0.01 * len(raw_status)) and set(failed) <= {500, 503}
+    assert client_errors == []
+
+
+def replica_pids() -> set[int]:
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().startswith(b"ray::ServeReplica"):
+                found.add(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
