@@ -21,6 +21,7 @@ _ENV_DEFAULTS = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # results go to MLflow, not result.json
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # epochs are short
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # bars on stderr for a few KiB
 }
 
 
@@ -42,6 +43,12 @@ def resolve_address(cfg: RuntimeConfig, address: str | None = None) -> str | Non
     return address or cfg.address or os.environ.get("RAY_ADDRESS") or None
 
 
+def quiet_environment() -> None:
+    """The defaults above, for this process and the Ray workers it starts."""
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
 @contextmanager
 def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayInfo]:
     """Yield a connected Ray; shut it down afterwards only if this call started it.
@@ -50,8 +57,7 @@ def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayI
     """
     import ray
 
-    for key, value in _ENV_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    quiet_environment()
     if ray.is_initialized():
         yield _info(ray, embedded=False)
         return

@@ -166,6 +166,141 @@ def _fail(exc: RelayError) -> NoReturn:
     raise typer.Exit(exc.exit_code) from None
 
 
+TrackingOption = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite in .relay"),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Take the tracking URI from this pipeline config")
+]
+
+
+def _tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    from cluster.tracking import tracking_uri as config_uri
+
+    uri = (
+        tracking_uri
+        or (config_uri(load_config(config)) if config else None)
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{Path('.relay/mlflow.db').resolve()}"
+    )
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@app.command()
+def lineage(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="models:/name@alias, name/version, a response's lineage_id, or a run id"
+        ),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="tree, json, mermaid or dot")] = "tree",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json")] = False,
+    tracking_uri: TrackingOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Where a model (or a prediction) came from: raw files to deployments.
+
+    Example: relay lineage models:/credit-default@champion --config configs/demo.yaml
+    """
+    from jobs import lineage as lineage_mod
+
+    try:
+        client = _tracking_client(tracking_uri, config)
+        found = lineage_mod.chain(client, *lineage_mod.model_of(client, target))
+    except RelayError as exc:
+        _fail(exc)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        print(json.dumps(found, default=str))
+    elif fmt == "mermaid":
+        print(lineage_mod.mermaid(found))
+    elif fmt == "dot":
+        print(lineage_mod.dot(found))
+    else:
+        _print_tree(found)
+
+
+def _print_tree(c: dict[str, Any]) -> None:
+    from rich.tree import Tree
+
+    m = c["model"]
+    root = Tree(f"[bold]{m['name']} version {m['version']}[/bold]  sha256 {m['sha256'][:16]}…")
+    root.add(f"pipeline run {c['pipeline']['run_id']}  git {c['pipeline']['git_commit']}")
+    raw = root.add(f"raw files ({len(c['raw_files'])})")
+    for f in c["raw_files"]:
+        raw.add(f"{f['path']}  {f['size']:,} bytes  sha256 {f['sha256'][:16]}…")
+    root.add(f"ETL run {c['etl']['run_id']} → dataset {c['dataset']['digest']}")
+    root.add(f"tune run {c['tune']['run_id']}: {c['tune']['trials']} trials")
+    root.add(f"best trial {c['best_trial']['run_id']}: {c['tune']['best_hyperparameters']}")
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(c["evaluation"]["metrics"].items()))
+    root.add(f"evaluation {c['evaluation']['run_id']}: {metrics}")
+    deployed = root.add(f"deployments ({len(c['deployments'])})")
+    for d in c["deployments"]:
+        deployed.add(f"{d['stage']} {d['run_id']} {d['action'] or ''} {d['endpoint'] or ''}")
+    out.print(root)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="How many, newest first")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list")] = False,
+    tracking_uri: TrackingOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recent pipeline runs: status, dataset digest, best metric, model version.
+
+    Example: relay runs --config configs/demo.yaml
+    """
+    from cluster.tracking import STAGE_TAG
+
+    try:
+        client = _tracking_client(tracking_uri, config)
+    except RelayError as exc:
+        _fail(exc)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(
+        experiments,
+        filter_string=f"tags.`{STAGE_TAG}` = 'pipeline'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    rows = [
+        {
+            "run_id": r.info.run_id,
+            "name": r.info.run_name,
+            "status": r.info.status,
+            "started": r.info.start_time,
+            "dataset_digest": r.data.tags.get("relay.dataset_digest", ""),
+            "model_version": r.data.tags.get("relay.model_version", ""),
+            "best": {k: v for k, v in r.data.metrics.items() if k.startswith("best_val")},
+        }
+        for r in found
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="pipeline runs")
+    for column in ("run id", "name", "status", "dataset", "model version", "best"):
+        table.add_column(column)
+    for row in rows:
+        best = ", ".join(f"{k.removeprefix('best_')} {v:.4f}" for k, v in row["best"].items())
+        table.add_row(
+            row["run_id"],
+            row["name"],
+            row["status"],
+            row["dataset_digest"][:12],
+            str(row["model_version"]),
+            best,
+        )
+    out.print(table)
+
+
 rollout_app = typer.Typer(
     help="Champion/challenger rollout on a running endpoint (aliases, then an in-place swap).",
     no_args_is_help=True,
@@ -380,6 +515,14 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
 
 def main() -> None:
     app(prog_name="relay")
+
+
+@app.callback()
+def _setup() -> None:
+    """relay: one config, one CLI, one lineage trail, from raw data to a served model."""
+    from cluster.runtime import quiet_environment
+
+    quiet_environment()
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def run(
             summary["total_seconds"] = round(time.perf_counter() - started, 2)
             tracker.log(
                 pid,
-                metrics={f"seconds_{k}": v for k, v in timings.items()},
+                metrics={
+                    **{f"seconds_{k}": v for k, v in timings.items()},
+                    **{f"best_{k}": v for k, v in summary.get("best_val", {}).items()},
+                    **summary.get("test_metrics", {}),
+                },
                 tags={
                     "relay.dataset_digest": dataset.digest,
                     "relay.model_version": summary.get("model_version", ""),
@@ -139,6 +143,11 @@ def run(
                 },
             )
             tracker.client.log_dict(pid, summary, "summary.json")
+            if "model_version" in summary:
+                from jobs import lineage
+
+                graph = lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
+                tracker.client.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
             state.finished = True
             progress.save(cfg, state)
         if on_summary:

@@ -195,7 +195,7 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             served = self._current()
             result, served = await self._batched((served, record.model_dump()))
             self._count(served, 1, began)
-            return {**result, **served.info(), "request_id": uuid.uuid4().hex}
+            return {**result, **served.info(), **_ids(served)}
 
         @api.post("/predict/batch")
         def predict_batch(
@@ -210,7 +210,7 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             rows = [r.model_dump() for r in body.records]
             predictions = served.predictor.predict_records(rows) if rows else []
             self._count(served, len(rows), began)
-            return {"predictions": predictions, **served.info(), "request_id": uuid.uuid4().hex}
+            return {"predictions": predictions, **served.info(), **_ids(served)}
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
         async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
@@ -239,6 +239,15 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             self.latency.observe((time.perf_counter() - began) * 1000, tags=tags)
 
     return serve.ingress(api)(ModelServer)
+
+
+def _ids(served: Served) -> dict[str, str]:
+    """A request id, and a lineage id that `relay lineage` resolves to the model version."""
+    request = uuid.uuid4().hex
+    return {
+        "request_id": request,
+        "lineage_id": f"{served.ref.name}/{served.ref.version}/{request}",
+    }
 
 
 def build(args: dict[str, Any]) -> serve.Application:

@@ -314,6 +314,48 @@ def test_client_and_cli_send_records_to_the_endpoint(run):
     assert bad.exit_code == 6 and "greater than or equal to 18" in bad.output
 
 
+def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from jobs.lineage import CHAIN_KEYS
+
+    s = run["summary"]
+    response = run["http"].post(s["endpoint"], json=s["prediction"]["request"]).json()
+    assert response["lineage_id"].startswith(f"{s['model_name']}/1/")
+    uri = ["--tracking-uri", s["tracking_uri"]]
+    result = CliRunner().invoke(app, ["lineage", response["lineage_id"], "--json", *uri])
+    assert result.exit_code == 0, result.output
+    chain = json.loads(result.output)
+    assert tuple(chain) == CHAIN_KEYS  # a stable shape for scripts
+    assert chain["model"]["version"] == 1 and chain["model"]["sha256"] == s["model_sha256"]
+    assert chain["dataset"]["digest"] == s["dataset_digest"]
+    manifest = json.loads((Path(s["dataset_path"]) / "dataset.json").read_text())["manifest"]
+    assert {f["sha256"] for f in chain["raw_files"]} == {m["sha256"] for m in manifest}
+    assert len(chain["raw_files"]) == 2
+    assert chain["pipeline"]["run_id"] == s["pipeline_run_id"]
+    assert [d["stage"] for d in chain["deployments"]] == ["deploy"]
+
+    for target in (f"models:/{s['model_name']}@champion", s["pipeline_run_id"]):
+        same = CliRunner().invoke(app, ["lineage", target, "--json", *uri])
+        assert json.loads(same.output)["model"]["version"] == 1, same.output
+    graph = CliRunner().invoke(
+        app, ["lineage", f"{s['model_name']}/1", "--format", "mermaid", *uri]
+    )
+    assert graph.output.startswith("graph LR") and "raw0 --> etl" in graph.output
+    artifacts = {a.path for a in run["client"].list_artifacts(s["pipeline_run_id"])}
+    assert "lineage.mmd" in artifacts
+    unknown = CliRunner().invoke(app, ["lineage", "a/b/c/d", *uri])
+    assert unknown.exit_code == 2 and "expected models:/name@alias" in unknown.output
+    no_run = CliRunner().invoke(app, ["lineage", "deadbeef", *uri])
+    assert no_run.exit_code == 2 and "is not a run of a relay pipeline" in no_run.output
+
+    listed = json.loads(CliRunner().invoke(app, ["runs", "--json", *uri]).output)
+    mine = next(r for r in listed if r["run_id"] == s["pipeline_run_id"])
+    assert mine["status"] == "FINISHED" and mine["model_version"] == "1"
+    assert mine["dataset_digest"] == s["dataset_digest"] and "best_val_loss" in mine["best"]
+
+
 def test_moving_the_alias_swaps_the_served_model_under_load(run):
     """A second pipeline run registers version 2; its deploy swaps it in while requests flow.
 

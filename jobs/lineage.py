@@ -1,0 +1,189 @@
+"""Walk the MLflow records: from a model version (or anything that names one) back to raw files.
+
+Targets: `models:/name@alias`, `models:/name/3`, `name/3`, a response's lineage id
+(`name/3/<request id>`), or any run id of a pipeline (the pipeline run, a stage, a trial).
+The chain is a plain dict (stable keys for `--json`), drawn as a tree or a Mermaid/DOT graph.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import ConfigError
+from cluster.registry import resolve
+from cluster.tracking import PARENT_TAG, STAGE_TAG
+
+CHAIN_KEYS = (
+    "model",
+    "pipeline",
+    "raw_files",
+    "etl",
+    "dataset",
+    "tune",
+    "best_trial",
+    "evaluation",
+    "deployments",
+)
+
+
+def model_of(client: Any, target: str) -> tuple[str, int]:
+    """(model name, version) that `target` names."""
+    if target.startswith("models:/"):
+        rest = target.removeprefix("models:/")
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            return name, resolve(client, name, alias).version
+        name, _, version = rest.partition("/")
+        return name, int(version)
+    parts = target.split("/")
+    if len(parts) in (2, 3) and parts[1].isdigit():  # name/version[/request id]
+        return parts[0], int(parts[1])
+    if "/" not in target:
+        return _model_of_run(client, target)
+    raise ConfigError(
+        f"lineage target {target!r}: expected models:/name@alias, name/version, "
+        "a lineage id (name/version/request) or a run id"
+    )
+
+
+def _model_of_run(client: Any, run_id: str) -> tuple[str, int]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+        while run.data.tags.get(STAGE_TAG) != "pipeline":  # a stage or trial: go up
+            run = client.get_run(run.data.tags[PARENT_TAG])
+    except (MlflowException, KeyError):
+        raise ConfigError(f"{run_id} is not a run of a relay pipeline in this store") from None
+    register = _children(client, run, "register")
+    if not register:
+        raise ConfigError(f"pipeline run {run.info.run_id} registered no model version")
+    data = register[0].data
+    return data.params["model_name"], int(data.params["model_version"])
+
+
+def _children(client: Any, parent: Any, stage: str) -> list[Any]:
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and tags.`{STAGE_TAG}` = '{stage}'"
+        ),
+    )
+
+
+def chain(client: Any, name: str, version: int) -> dict[str, Any]:
+    """What is recorded about how model `name` v`version` came to be, and where it runs."""
+    mv = client.get_model_version(name, str(version))
+    tags = mv.tags or {}
+    pipeline = client.get_run(tags["relay.pipeline_run_id"])
+    etl = client.get_run(tags["relay.etl_run_id"])
+    tune = client.get_run(tags["relay.tune_run_id"])
+    trial = client.get_run(mv.run_id)
+    evaluation = client.get_run(tags["relay.evaluate_run_id"])
+    meta = _artifact_json(client, etl.info.run_id, "dataset.json")
+    ptags = pipeline.data.tags
+    return {
+        "model": {
+            "name": name,
+            "version": int(mv.version),
+            "sha256": tags.get("relay.sha256"),
+            "aliases": sorted(getattr(mv, "aliases", None) or []),
+            "source": mv.source,
+        },
+        "pipeline": {
+            "run_id": pipeline.info.run_id,
+            "status": pipeline.info.status,
+            "git_commit": ptags.get("relay.git_commit"),
+            "git_dirty": ptags.get("relay.git_dirty"),
+            "config_digest": ptags.get("relay.config_digest"),
+        },
+        "raw_files": [
+            {"path": m["path"], "size": m.get("size"), "sha256": m["sha256"]}
+            for m in meta.get("manifest", [])
+        ],
+        "etl": {"run_id": etl.info.run_id, "rows": meta.get("counts", {})},
+        "dataset": {"digest": etl.data.tags.get("relay.dataset_digest")},
+        "tune": {
+            "run_id": tune.info.run_id,
+            "trials": tune.data.tags.get("relay.trials"),
+            "best_hyperparameters": tune.data.tags.get("relay.best_hyperparameters"),
+        },
+        "best_trial": {
+            "run_id": trial.info.run_id,
+            "params": dict(trial.data.params),
+            "metrics": dict(trial.data.metrics),
+        },
+        "evaluation": {"run_id": evaluation.info.run_id, "metrics": dict(evaluation.data.metrics)},
+        "deployments": _deployments(client, pipeline.info.experiment_id, name, int(mv.version)),
+    }
+
+
+def _deployments(client: Any, experiment_id: str, name: str, version: int) -> list[dict]:
+    found = [
+        run
+        for stage in ("deploy", "rollout")
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`{STAGE_TAG}` = '{stage}' and tags.`relay.model_version` = '{version}'"
+            ),
+        )
+    ]
+    found.sort(key=lambda r: r.info.start_time)
+    return [
+        {
+            "run_id": r.info.run_id,
+            "stage": r.data.tags[STAGE_TAG],
+            "endpoint": r.data.tags.get("relay.endpoint"),
+            "action": r.data.tags.get("relay.rollout_action"),
+            "started": r.info.start_time,
+        }
+        for r in found
+        if r.data.params.get("model_name", r.data.tags.get("relay.model_name")) == name
+    ]
+
+
+def _artifact_json(client: Any, run_id: str, path: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+
+
+def mermaid(c: dict[str, Any]) -> str:
+    """A Mermaid flowchart of the chain (also what `--format dot` draws, in DOT)."""
+    lines = ["graph LR"]
+    for node_id, label, parents in _graph(c):
+        lines.append(f'  {node_id}["{label}"]')
+        lines += [f"  {p} --> {node_id}" for p in parents]
+    return "\n".join(lines)
+
+
+def dot(c: dict[str, Any]) -> str:
+    lines = ["digraph lineage {", "  rankdir=LR;"]
+    for node_id, label, parents in _graph(c):
+        lines.append(f'  {node_id} [label="{label}"];')
+        lines += [f"  {p} -> {node_id};" for p in parents]
+    return "\n".join([*lines, "}"])
+
+
+def _graph(c: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    raws = [
+        (f"raw{i}", f"{Path(f['path']).name} sha256 {f['sha256'][:12]}", [])
+        for i, f in enumerate(c["raw_files"])
+    ]
+    model = c["model"]
+    nodes = [
+        *raws,
+        ("etl", f"ETL run {c['etl']['run_id'][:8]}", [r[0] for r in raws]),
+        ("dataset", f"dataset {c['dataset']['digest'][:12]}", ["etl"]),
+        ("tune", f"tune run {c['tune']['run_id'][:8]}", ["dataset"]),
+        ("trial", f"best trial {c['best_trial']['run_id'][:8]}", ["tune"]),
+        ("model", f"{model['name']} v{model['version']}", ["trial"]),
+    ]
+    nodes += [
+        (f"deploy{i}", f"{d['stage']} {d['run_id'][:8]}", ["model"])
+        for i, d in enumerate(c["deployments"])
+    ]
+    return nodes
