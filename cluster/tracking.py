@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -157,6 +158,9 @@ def provenance_tags() -> dict[str, str]:
                 "relay.git_dirty": str(dirty).lower(),
             }
         )
+        if dirty:  # which uncommitted changes: two runs with the same hash ran the same code
+            diff = _git("diff", "HEAD", "--binary")
+            tags["relay.git_diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
     except (OSError, subprocess.CalledProcessError):
         tags["relay.git_commit"] = "unknown"
     return tags

@@ -1,7 +1,7 @@
 """The `relay` command line.
 
 Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed,
-5 Ray or tracking unreachable, 6 serving failed, 130 interrupted.
+5 Ray or tracking unreachable, 6 serving failed, 7 not reproduced, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -175,19 +175,24 @@ ConfigOption = Annotated[
 ]
 
 
-def _tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
+def _store(tracking_uri: str | None, config: Path | None) -> str:
+    """The tracking URI: --tracking-uri, the config's, $MLFLOW_TRACKING_URI, .relay/mlflow.db."""
     import os
-
-    from mlflow.tracking import MlflowClient
 
     from cluster.tracking import tracking_uri as config_uri
 
-    uri = (
+    return (
         tracking_uri
         or (config_uri(load_config(config)) if config else None)
         or os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{Path('.relay/mlflow.db').resolve()}"
     )
+
+
+def _tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    uri = _store(tracking_uri, config)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -244,6 +249,35 @@ def _print_tree(c: dict[str, Any]) -> None:
     for d in c["deployments"]:
         deployed.add(f"{d['stage']} {d['run_id']} {d['action'] or ''} {d['endpoint'] or ''}")
     out.print(root)
+
+
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="A pipeline run id (see relay runs)")],
+    allow_code_change: Annotated[
+        bool, typer.Option(help="Compare even if the code commit differs or the tree is dirty")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(help="Largest absolute metric difference that still matches")
+    ] = 1e-6,
+    address: Annotated[str | None, typer.Option(help="Ray address for the re-run")] = None,
+    tracking_uri: TrackingOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Re-run a recorded pipeline (up to evaluation) and compare inputs, dataset and metrics.
+
+    Exit 0 when it matches, 7 with a diff when it does not. Example: relay reproduce 3f2a…
+    """
+    from jobs.reproduce import reproduce as run_reproduction
+
+    try:
+        store = _store(tracking_uri, config)
+        result = run_reproduction(run_id, store, allow_code_change, tolerance, address)
+    except RelayError as exc:
+        _fail(exc)
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    print(json.dumps(result))
 
 
 @app.command()

@@ -98,6 +98,7 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
             "status": pipeline.info.status,
             "git_commit": ptags.get("relay.git_commit"),
             "git_dirty": ptags.get("relay.git_dirty"),
+            "git_diff_sha256": ptags.get("relay.git_diff_sha256"),
             "config_digest": ptags.get("relay.config_digest"),
         },
         "raw_files": [

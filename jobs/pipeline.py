@@ -33,6 +33,7 @@ def run(
     on_stage: Callable[[str], None] | None = None,
     on_summary: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the stages up to `until`; return the summary the CLI prints.
 
@@ -40,6 +41,7 @@ def run(
     Ctrl-C (the local cluster lives only as long as this process) after `on_summary`.
     With `resume`, the interrupted run of this config continues in the same MLflow runs;
     finished stages are not repeated and Tune restores its trials from their checkpoints.
+    `tags` go on the pipeline run (e.g. which run a reproduction repeats).
     """
     from jobs import deploy, etl, evaluate, progress, register, tune
 
@@ -66,7 +68,10 @@ def run(
         tracker = Tracker.from_config(cfg)
         reopen = previous.pipeline_run_id if previous else None
         with tracker.run(
-            f"pipeline-{cfg.name}", stage="pipeline", tags=provenance_tags(), reopen=reopen
+            f"pipeline-{cfg.name}",
+            stage="pipeline",
+            tags={**provenance_tags(), **(tags or {})},
+            reopen=reopen,
         ) as pid:
             state = previous or progress.Progress(pipeline_run_id=pid, config_digest=cfg.digest())
             progress.save(cfg, state)

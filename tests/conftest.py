@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +62,13 @@ def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
         return parse_config(raw)
 
     return make
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 class ProcessKiller:

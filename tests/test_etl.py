@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from cluster.errors import DataQualityError
 from jobs import etl
 from jobs.rowhash import unit_interval
+from tests.conftest import write_csv
 
 
 def test_quarantine_matches_planted_defects_and_digest_is_stable(ray_cluster, make_config):
@@ -52,13 +52,6 @@ def test_quarantine_matches_planted_defects_and_digest_is_stable(ray_cluster, ma
     ids = {s: set(first.split(s).column("customer_id").to_pylist()) for s in etl.SPLITS}
     assert not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     assert 0.6 < counts["rows_train"] / counts["rows_out"] < 0.8
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def test_split_depends_on_id_not_on_file_layout(ray_cluster, make_config, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import shutil
@@ -26,7 +25,7 @@ from cluster.registry import load_verified, resolve
 from cluster.tracking import PARENT_TAG, STAGE_TAG
 from jobs import pipeline
 from serving.model import Predictor
-from tests.conftest import ci_raw, free_port, merge
+from tests.conftest import ci_raw, free_port, merge, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -258,10 +257,7 @@ def test_batch_predict_scores_files_and_keeps_rejected_rows(run, tmp_path):
     rows[5]["age"] = "abc"
     rows[7]["region"] = "mars"
     raw = tmp_path / "new.csv"
-    with raw.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(raw, rows)
     result = batch(run["cfg"], [str(raw)], tmp_path / "scored")
     assert (result["rows_scored"], result["rows_rejected"]) == (28, 2)
     assert result["inputs"][0]["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
