@@ -335,6 +335,44 @@ def runs(
     out.print(table)
 
 
+tracking_app = typer.Typer(
+    help="An MLflow tracking server on loopback, for jobs on a Ray cluster.", no_args_is_help=True
+)
+app.add_typer(tracking_app, name="tracking")
+StateOption = Annotated[str, typer.Option(help="Where the server keeps its store and PID")]
+
+
+@tracking_app.command("up")
+def tracking_up(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 5000,
+    state_dir: StateOption = ".relay",
+    backend_store_uri: Annotated[
+        str | None, typer.Option(help="Database URI (e.g. postgresql://...); default sqlite")
+    ] = None,
+) -> None:
+    """Start it (one worker, lean) and print its URI: use it as tracking.uri.
+
+    Example: relay tracking up --port 5000
+    """
+    from jobs import trackingserver
+
+    try:
+        print(json.dumps(trackingserver.up(state_dir, port, backend=backend_store_uri)))
+    except RelayError as exc:
+        _fail(exc)
+
+
+@tracking_app.command("down")
+def tracking_down(state_dir: StateOption = ".relay") -> None:
+    """Stop the server `relay tracking up` started (by its recorded PID)."""
+    from jobs import trackingserver
+
+    try:
+        print(json.dumps(trackingserver.down(state_dir)))
+    except RelayError as exc:
+        _fail(exc)
+
+
 rollout_app = typer.Typer(
     help="Champion/challenger rollout on a running endpoint (aliases, then an in-place swap).",
     no_args_is_help=True,
