@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -130,6 +131,31 @@ class Tracker:
             metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
             params=[Param(k, str(v)) for k, v in (params or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+    def log_input(
+        self,
+        run_id: str,
+        name: str,
+        digest: str,
+        source: dict[str, Any],
+        context: str,
+        schema: Any = None,
+        profile: Any = None,
+    ) -> None:
+        """Record what a run consumed (a dataset, a model version) as an MLflow run input."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = Dataset(
+            name=name,
+            digest=digest[:32],  # MLflow caps digests at 36 chars; keep the full one in a tag
+            source_type="local" if "uri" in source else "relay",
+            source=json.dumps(source),
+            schema=None if schema is None else json.dumps(schema),
+            profile=None if profile is None else json.dumps(profile),
+        )
+        self.client.log_inputs(
+            run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])]
         )
 
 

@@ -29,6 +29,15 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # messages stay greppable: no hard wraps
 
+
+@app.callback()
+def _setup() -> None:
+    """Quiet defaults (progress bars off) for this process and the Ray workers it starts."""
+    from cluster.runtime import quiet_environment
+
+    quiet_environment()
+
+
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
 
 
@@ -587,14 +596,6 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
 
 def main() -> None:
     app(prog_name="relay")
-
-
-@app.callback()
-def _setup() -> None:
-    """relay: one config, one CLI, one lineage trail, from raw data to a served model."""
-    from cluster.runtime import quiet_environment
-
-    quiet_environment()
 
 
 if __name__ == "__main__":

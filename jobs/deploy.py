@@ -107,6 +107,13 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
     with runs.open("deploy") as run_id:
         endpoint, args = serve_app(cfg, tracker.uri)
         wait_for_version(endpoint, registered.version, served_challenger(cfg, tracker.client))
+        tracker.log_input(  # the deploy run consumed this model version: lineage can walk to it
+            run_id,
+            name=f"{registered.name}@{registered.alias}",
+            digest=registered.sha256,
+            source={"model": registered.name, "version": registered.version},
+            context="served-model",
+        )
         tracker.log(
             run_id,
             params={

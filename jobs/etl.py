@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 
 from cluster.config import RelayConfig, Role, SyntheticSource
 from cluster.errors import ConfigError, DataQualityError
-from cluster.tracking import Tracker
 from jobs import dedupe, featurestats, synthetic
 from jobs.etl_file import REJECTS, SPLITS, FilePart, output_schema, process_file, rejects_schema
 from jobs.progress import StageRuns
@@ -89,7 +88,15 @@ def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
         )
         tracker.client.log_artifact(run_id, str(dataset.path / META))
         tracker.client.log_artifact(run_id, str(dataset.path / PROFILE))
-        _log_input(tracker, run_id, dataset)
+        tracker.log_input(
+            run_id,
+            name=dataset.meta["name"],
+            digest=dataset.digest,
+            source={"uri": dataset.path.as_uri()},
+            context="etl-output",
+            schema={"columns": dataset.meta["input_schema"]},
+            profile=dataset.meta["counts"],
+        )
     dataset.run_id = run_id
     return dataset
 
@@ -247,23 +254,6 @@ def _pii_key(cfg: RelayConfig) -> bytes | None:
             "not set: export it (a long random string) or set etl.pii: drop"
         )
     return secret.encode()
-
-
-def _log_input(tracker: Tracker, run_id: str, dataset: Dataset) -> None:
-    from mlflow.entities import Dataset as MlflowDataset
-    from mlflow.entities import DatasetInput, InputTag
-
-    entity = MlflowDataset(
-        name=dataset.meta["name"],
-        digest=dataset.digest[:32],  # MLflow caps digests at 36 chars; the full one is a tag
-        source_type="local",
-        source=json.dumps({"uri": dataset.path.as_uri()}),
-        schema=json.dumps({"columns": dataset.meta["input_schema"]}),
-        profile=json.dumps(dataset.meta["counts"]),
-    )
-    tracker.client.log_inputs(
-        run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "etl-output")])]
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

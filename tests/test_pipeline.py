@@ -106,6 +106,9 @@ def test_lineage_links_version_to_trial_tune_pipeline_etl_and_dataset(run):
     assert etl_run.data.tags["relay.dataset_digest"] == s["dataset_digest"]
     assert etl_run.inputs.dataset_inputs[0].dataset.digest == s["dataset_digest"][:32]
     assert stages["deploy"].data.tags["relay.model_version"] == "1"
+    (served,) = stages["deploy"].inputs.dataset_inputs  # the deploy run consumed the version
+    assert served.dataset.name == f"{s['model_name']}@champion"
+    assert served.dataset.digest == s["model_sha256"][:32]
 
     pipeline_run = client.get_run(s["pipeline_run_id"])
     assert pipeline_run.info.status == "FINISHED"
