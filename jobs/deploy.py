@@ -67,10 +67,10 @@ def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
 
 def client_token(cfg: RelayConfig) -> str | None:
     """The token a client of this config's endpoint sends."""
-    if cfg.serve.auth == "none":
-        return None
+    from serving.auth import TokenCheck
+
     file = token_file(cfg)
-    return os.environ.get(cfg.serve.token_env) or (file.read_text().strip() if file else None)
+    return TokenCheck.load(cfg.serve.auth, cfg.serve.token_env, str(file) if file else None).token
 
 
 def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]:

@@ -58,14 +58,15 @@ def _model_of_run(client: Any, run_id: str) -> tuple[str, int]:
             run = client.get_run(run.data.tags[PARENT_TAG])
     except (MlflowException, KeyError):
         raise ConfigError(f"{run_id} is not a run of a relay pipeline in this store") from None
-    register = _children(client, run, "register")
+    register = children(client, run, "register")
     if not register:
         raise ConfigError(f"pipeline run {run.info.run_id} registered no model version")
     data = register[0].data
     return data.params["model_name"], int(data.params["model_version"])
 
 
-def _children(client: Any, parent: Any, stage: str) -> list[Any]:
+def children(client: Any, parent: Any, stage: str) -> list[Any]:
+    """The `stage` runs directly under `parent` (a run object)."""
     return client.search_runs(
         [parent.info.experiment_id],
         filter_string=(
@@ -83,7 +84,7 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
     tune = client.get_run(tags["relay.tune_run_id"])
     trial = client.get_run(mv.run_id)
     evaluation = client.get_run(tags["relay.evaluate_run_id"])
-    meta = _artifact_json(client, etl.info.run_id, "dataset.json")
+    meta = json.loads(artifact_text(client, etl.info.run_id, "dataset.json"))
     ptags = pipeline.data.tags
     return {
         "model": {
@@ -147,9 +148,10 @@ def _deployments(client: Any, experiment_id: str, name: str, version: int) -> li
     ]
 
 
-def _artifact_json(client: Any, run_id: str, path: str) -> dict[str, Any]:
+def artifact_text(client: Any, run_id: str, path: str) -> str:
+    """One small artifact of a run, as text (local store or server alike)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+        return Path(client.download_artifacts(run_id, path, tmp)).read_text()
 
 
 def mermaid(c: dict[str, Any]) -> str:

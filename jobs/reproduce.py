@@ -8,15 +8,14 @@ evaluation (it registers and deploys nothing) in the same store, tagged `relay.r
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cluster.config import FileSource, RelayConfig, parse_config
 from cluster.errors import ConfigError, RelayError
-from cluster.tracking import PARENT_TAG, STAGE_TAG, Tracker, provenance_tags, tracking_uri
+from cluster.tracking import STAGE_TAG, Tracker, provenance_tags, tracking_uri
+from jobs.lineage import artifact_text, children
 from jobs.sources import RawFile, filesystem, raw_sha256, resolve_files
 
 TOLERANCE = 1e-6  # metrics: absolute difference allowed (CPU runs are bit-identical here)
@@ -47,11 +46,11 @@ def reproduce(
         raise ConfigError(f"run {run_id} not found in {tracking}") from None
     if original.data.tags.get(STAGE_TAG) != "pipeline":
         raise ConfigError(f"run {run_id} is not a relay pipeline run")
-    cfg = parse_config(yaml.safe_load(_artifact(tracker, run_id, "config.yaml")))
+    cfg = parse_config(yaml.safe_load(artifact_text(tracker.client, run_id, "config.yaml")))
     if tracking_uri(cfg) != tracking:
         cfg = parse_config(_with_tracking(cfg, tracking))
     warnings = _code_check(original.data.tags, allow_code_change)
-    recorded = json.loads(_artifact(tracker, run_id, "summary.json"))
+    recorded = json.loads(artifact_text(tracker.client, run_id, "summary.json"))
     differences = _input_differences(tracker, original, cfg)
     if differences:  # edited inputs: the re-run cannot match, say why now
         raise NotReproducedError(_report(run_id, differences))
@@ -75,11 +74,6 @@ def _with_tracking(cfg: RelayConfig, uri: str) -> dict[str, Any]:
     raw = cfg.model_dump(mode="json")
     raw["tracking"]["uri"] = uri
     return raw
-
-
-def _artifact(tracker: Tracker, run_id: str, path: str) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        return Path(tracker.client.download_artifacts(run_id, path, tmp)).read_text()
 
 
 def _code_check(tags: dict[str, str], allow: bool) -> list[str]:
@@ -107,12 +101,9 @@ def _input_differences(tracker: Tracker, original: Any, cfg: RelayConfig) -> lis
     """For file sources: every recorded raw file still there with the same bytes, no new ones."""
     if not isinstance(cfg.data.source, FileSource):
         return []  # synthetic data is regenerated from the seed; the dataset digest checks it
-    etl = tracker.client.search_runs(
-        [original.info.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{original.info.run_id}' "
-        f"and tags.`{STAGE_TAG}` = 'etl'",
-    )
-    manifest = json.loads(_artifact(tracker, etl[0].info.run_id, "dataset.json"))["manifest"]
+    (etl,) = children(tracker.client, original, "etl")
+    meta = json.loads(artifact_text(tracker.client, etl.info.run_id, "dataset.json"))
+    manifest = meta["manifest"]
     recorded = {m["path"]: m["sha256"] for m in manifest}
     differences = []
     for path, sha in sorted(recorded.items()):
