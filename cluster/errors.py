@@ -37,3 +37,9 @@ class ServingError(RelayError):
     """The model could not be served (bad artifact, hash mismatch, endpoint not healthy)."""
 
     exit_code = 6
+
+
+class JobFailedError(RelayError):
+    """A job submitted to a Ray cluster ended FAILED or STOPPED."""
+
+    exit_code = 8

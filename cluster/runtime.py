@@ -32,6 +32,7 @@ class RayInfo:
     address: str
     embedded: bool
     resources: dict[str, float] = field(default_factory=dict)
+    job_id: str = ""  # Ray's id of this driver's job
 
     @property
     def num_gpus(self) -> float:
@@ -92,11 +93,19 @@ def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayI
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray): where ETL tasks and trials ran."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
 def _info(ray_module, embedded: bool) -> RayInfo:
     ctx = ray_module.get_runtime_context()
     return RayInfo(
         address=ctx.gcs_address,
         embedded=embedded,
+        job_id=ctx.get_job_id(),
         resources={
             k: float(v) for k, v in ray_module.cluster_resources().items() if "node:" not in k
         },

@@ -1,7 +1,8 @@
 """The `relay` command line.
 
 Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed,
-5 Ray or tracking unreachable, 6 serving failed, 7 not reproduced, 130 interrupted.
+5 Ray or tracking unreachable, 6 serving failed, 7 not reproduced, 8 submitted job failed,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cluster.config import load_config
 from cluster.errors import RelayError
+from jobs.clustercli import cluster_app, jobs_app, submit
+from jobs.console import err, fail, out
 
 app = typer.Typer(
     help="relay: one config, one CLI, one lineage trail, from raw data to a served model.\n\n"
@@ -26,8 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # messages stay greppable: no hard wraps
 
 
 @app.callback()
@@ -96,7 +96,7 @@ def validate(config: ConfigArg) -> None:
     try:
         cfg = load_config(config)
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")
 
 
@@ -144,7 +144,7 @@ def predict(
                 "or --endpoint URL --json RECORD (online)"
             )
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     print(json.dumps(result))
 
 
@@ -168,11 +168,6 @@ def _predict_online(endpoint: str, record: str | None, token_file: Path | None) 
         raise ServingError(f"{endpoint} refused the request: {exc}") from None
     except OSError as exc:
         raise ServingError(f"cannot reach {endpoint}: {exc}") from None
-
-
-def _fail(exc: RelayError) -> NoReturn:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
-    raise typer.Exit(exc.exit_code) from None
 
 
 TrackingOption = Annotated[
@@ -228,7 +223,7 @@ def lineage(
         client = _tracking_client(tracking_uri, config)
         found = lineage_mod.chain(client, *lineage_mod.model_of(client, target))
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     fmt = "json" if as_json else fmt
     if fmt == "json":
         print(json.dumps(found, default=str))
@@ -283,7 +278,7 @@ def reproduce(
         store = _store(tracking_uri, config)
         result = run_reproduction(run_id, store, allow_code_change, tolerance, address)
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     for warning in result["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     print(json.dumps(result))
@@ -305,7 +300,7 @@ def runs(
     try:
         client = _tracking_client(tracking_uri, config)
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     experiments = [e.experiment_id for e in client.search_experiments()]
     found = client.search_runs(
         experiments,
@@ -368,7 +363,7 @@ def tracking_up(
     try:
         print(json.dumps(trackingserver.up(state_dir, port, backend=backend_store_uri)))
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @tracking_app.command("down")
@@ -379,8 +374,12 @@ def tracking_down(state_dir: StateOption = ".relay") -> None:
     try:
         print(json.dumps(trackingserver.down(state_dir)))
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
 
+
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(jobs_app, name="jobs")
+app.command("submit")(submit)
 
 rollout_app = typer.Typer(
     help="Champion/challenger rollout on a running endpoint (aliases, then an in-place swap).",
@@ -427,7 +426,7 @@ def _rollout(action: Any, config: Path) -> None:
     try:
         print(json.dumps(action(load_config(config))))
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 data_app = typer.Typer(help="Inspect datasets produced by the ETL stage.", no_args_is_help=True)
@@ -450,7 +449,7 @@ def data_profile(
     try:
         folder = find_dataset(target)
     except RelayError as exc:
-        _fail(exc)
+        fail(exc)
     profile = json.loads((folder / PROFILE).read_text())
     if as_json:
         print(json.dumps(profile))
@@ -491,6 +490,7 @@ def run_command(
     debug: bool = False,
     keep_serving: bool = False,
     resume: bool = False,
+    overrides: list[str] | None = None,
 ) -> int:
     """Shared by `relay run` and `python -m jobs.<stage>`: returns the exit code."""
     from jobs import pipeline
@@ -508,7 +508,7 @@ def run_command(
             raise ConfigError(
                 f"--until: expected one of {', '.join(pipeline.STAGES)}, got {until!r}"
             )
-        cfg = load_config(config)
+        cfg = load_config(config, parse_overrides(overrides or []))
         # Printed after teardown (Ray's forwarded logs must not follow the JSON line),
         # or before blocking when the endpoint stays up.
         summary = pipeline.run(
@@ -540,6 +540,21 @@ def run_command(
         )
         return 1
     return 0
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`key.path=value` pairs; values read as YAML scalars (2 is an int, true a bool)."""
+    import yaml
+
+    from cluster.errors import ConfigError
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.epochs=2), got {pair!r}")
+        parsed[key.strip()] = yaml.safe_load(value) if value else ""
+    return parsed
 
 
 def print_summary(s: dict[str, Any], keep_serving: bool) -> None:

@@ -115,5 +115,6 @@ def worker_loop(config: dict[str, Any]) -> None:
         device=ray.train.torch.get_device(),
         writes_checkpoints=rank == 0,
         gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
+        node_id=ray.get_runtime_context().get_node_id(),
     )
     loop(hp, ctx, ShardData(hp["batch_size"]), executor, setup_seconds=0.0)

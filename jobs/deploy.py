@@ -33,13 +33,13 @@ def token_file(cfg: RelayConfig) -> Path | None:
 
     None when auth is off or the token comes from the environment (e.g. a Kubernetes secret).
     """
-    from serving.auth import ensure_token_file
+    from cluster.secrets import ensure_secret_file
 
     if cfg.serve.auth == "none" or os.environ.get(cfg.serve.token_env):
         return None
     if cfg.serve.token_file:
         return Path(cfg.serve.token_file).resolve()
-    return ensure_token_file(Path(cfg.runtime.state_dir).resolve() / "serve_token")
+    return ensure_secret_file(Path(cfg.runtime.state_dir).resolve() / "serve_token")
 
 
 def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import os
 import shutil
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class Dataset:
     path: Path
     meta: dict[str, Any]
     run_id: str | None = None  # the etl run that produced or reused it
+    node_ids: list[str] = field(default_factory=list)  # Ray nodes its file tasks ran on
 
     @property
     def digest(self) -> str:
@@ -84,7 +85,11 @@ def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
                 **{f"rejects.{k.replace(':', '.')}": v for k, v in meta["reasons"].items()},
                 **{f"pii_found.{k.replace(':', '.')}": v for k, v in meta["pii_findings"].items()},
             },
-            tags={"relay.dataset_digest": dataset.digest, "relay.dataset_path": str(dataset.path)},
+            tags={
+                "relay.dataset_digest": dataset.digest,
+                "relay.dataset_path": str(dataset.path),
+                "relay.node_ids": ",".join(dataset.node_ids),
+            },
         )
         tracker.client.log_artifact(run_id, str(dataset.path / META))
         tracker.client.log_artifact(run_id, str(dataset.path / PROFILE))
@@ -121,7 +126,8 @@ def build(cfg: RelayConfig) -> Dataset:
     for sub in (*SPLITS, REJECTS):
         (tmp / sub).mkdir(parents=True)
     duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
-    task = ray.remote(num_cpus=1, max_retries=3)(process_file)
+    # SPREAD: one file per node first, so a multi-node cluster shares the work.
+    task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
     parts: list[FilePart] = ray.get(
         [
             task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i])
@@ -142,7 +148,9 @@ def build(cfg: RelayConfig) -> Dataset:
         (tmp / PROFILE).write_text(json.dumps(profile, indent=2, default=str))
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
         tmp.rename(final)  # atomic publish: a dataset folder is complete or absent
-    return Dataset.open(final)
+    dataset = Dataset.open(final)
+    dataset.node_ids = sorted({p.node_id for p in parts})
+    return dataset
 
 
 def summarise(

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cluster.config import ColumnType, RelayConfig, Role
+from cluster.runtime import node_id
 from jobs import featurestats, pii
 from jobs.profile import Profile
 from jobs.rowhash import row_hash, unit_interval
@@ -75,6 +76,7 @@ class FilePart:
     manifest: dict[str, Any] = field(default_factory=dict)
     undeclared: list[str] = field(default_factory=list)
     slow_path: str | None = None
+    node_id: str = ""  # where the task ran (lineage: the spread over a cluster's nodes)
 
     def add_hashes(self, name: str, lane0: np.ndarray, lane1: np.ndarray) -> None:
         """Order-free content sums: the digest does not depend on file or batch layout."""
@@ -109,6 +111,7 @@ def process_file(
         "sha256": raw_sha256(raw),
         "rows": part.counts["rows_in"],
     }
+    part.node_id = node_id()
     return part
 
 

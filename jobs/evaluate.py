@@ -6,7 +6,6 @@ metrics describe the model exactly as it will be served.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ from cluster.config import RelayConfig
 from jobs.etl import Dataset
 from jobs.progress import StageRuns
 from jobs.sources import filesystem
-from jobs.train import CHECKPOINT_FILE, architecture
+from jobs.train import CHECKPOINT_FILE, architecture, read_checkpoint
 from jobs.tune import TuneOutcome
 from serving.features import encode_label
 from serving.model import Predictor
@@ -55,7 +54,7 @@ def load_checkpoint(location: str) -> dict[str, Any]:
     """The checkpoint file from a local folder or an object store, without pickle."""
     fs, path = filesystem(f"{location.rstrip('/')}/{CHECKPOINT_FILE}")
     with fs.open_input_file(path) as handle:
-        return torch.load(io.BytesIO(handle.read()), weights_only=True)
+        return read_checkpoint(handle.read())
 
 
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,12 +177,22 @@ def _record_start(
             "relay.ray_address": info.address,
             "relay.ray_embedded": str(info.embedded).lower(),
             "relay.cluster_resources": json.dumps(info.resources, sort_keys=True),
+            "relay.ray_job_id": info.job_id,
+            **_submission_tag(),
             **({"relay.resumed": "true"} if resumed else {}),
         },
     )
     tracker.client.log_text(
         pid, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
     )
+
+
+def _submission_tag() -> dict[str, str]:
+    """The Jobs API submission id, when this pipeline runs as a submitted job."""
+    from cluster.submit import SUBMISSION_ENV
+
+    submitted = os.environ.get(SUBMISSION_ENV)
+    return {"relay.ray_submission_id": submitted} if submitted else {}
 
 
 def sample_prediction(
@@ -233,6 +244,13 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set runtime.state_dir=/shared/relay (repeatable)",
+    )
     args = parser.parse_args(argv)
     raise SystemExit(
         run_command(
@@ -242,6 +260,7 @@ def stage_main(stage: str, argv: list[str] | None = None) -> None:
             as_json=args.json,
             debug=args.debug,
             resume=args.resume,
+            overrides=args.set,
         )
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.errors import ClusterUnreachableError, ConfigError
+from cluster.processes import stop_groups
 
 RECORD = "server.json"
 
@@ -60,7 +60,7 @@ def up(
     deadline = time.monotonic() + 90
     while not _healthy(uri):
         if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process.pid)
+            stop_groups([process.pid])
             raise ClusterUnreachableError(
                 f"mlflow server did not start on {uri} (port taken?); see {record['log']}"
             )
@@ -85,24 +85,9 @@ def down(state_dir: str) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"no tracking server recorded under {folder(state_dir)}")
     record = json.loads(path.read_text())
-    _stop(record["pid"])
+    stop_groups([record["pid"]])
     path.unlink()
     return record
-
-
-def _stop(pid: int, grace: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(pid, signal.SIGKILL)
 
 
 def _healthy(uri: str) -> bool:

@@ -9,6 +9,7 @@ workers, how to wrap the model. Trials never touch MLflow: the driver logs their
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -68,6 +69,7 @@ class Executor:
     device: torch.device
     writes_checkpoints: bool = True  # only rank 0 writes under DDP
     gpu_ids: str = ""
+    node_id: str = ""
 
 
 def hyperparameters(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
@@ -106,8 +108,8 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     torch.set_num_threads(ctx.threads)
     began = time.perf_counter()
-    data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"])
-    device = pick_device()
+    device = pick_device(ray.get_gpu_ids())
+    data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"]).to(device)
     executor = Executor(
         report=lambda metrics, folder: tune.report(
             metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None
@@ -117,6 +119,7 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
         wrap=lambda model: model.to(device),
         device=device,
         gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
+        node_id=ray.get_runtime_context().get_node_id(),
     )
     loop(hp, ctx, data, executor, setup_seconds=time.perf_counter() - began)
 
@@ -136,7 +139,7 @@ def loop(
     start_epoch, optimizer_state = 0, None
     if ex.checkpoint:
         with ex.checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+            state = read_checkpoint((Path(folder) / CHECKPOINT_FILE).read_bytes())
         model.load_state_dict(state["model"])
         start_epoch, optimizer_state = int(state["epoch"]), state["optimizer"]
     wrapped = ex.wrap(model)
@@ -166,6 +169,7 @@ def loop(
             "trial_seconds": busy,
             "device": str(ex.device),
             "gpu_ids": ex.gpu_ids,
+            "node_id": ex.node_id,
         }
         with tempfile.TemporaryDirectory() as folder:
             if ex.writes_checkpoints:
@@ -242,8 +246,15 @@ class TensorData:
         self.x_val, self.y_val = x_val, y_val
         self.batch_size = batch_size
 
+    def to(self, device: torch.device) -> TensorData:
+        """The splits resident on the training device: one copy, not one per batch."""
+        moved = (t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val))
+        return TensorData(*moved, batch_size=self.batch_size)
+
     def train_batches(self, seed: int) -> Iterator[Batch]:
+        # The permutation is drawn on the CPU: the same order whatever the device.
         order = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(seed))
+        order = order.to(self.x_train.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.x_train[index], self.y_train[index]
@@ -272,15 +283,18 @@ def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
-def pick_device() -> torch.device:
+def pick_device(gpu_ids: list[Any]) -> torch.device:
     """CUDA only when Ray gave this trial a GPU and torch can see one; otherwise the CPU."""
-    import ray
-
-    if ray.get_gpu_ids() and torch.cuda.is_available():
+    if gpu_ids and torch.cuda.is_available():
         return torch.device("cuda")
-    if ray.get_gpu_ids():
+    if gpu_ids:
         log.warning(
-            "trial was given GPU %s but torch sees no CUDA device: training on CPU",
-            ray.get_gpu_ids(),
+            "trial was given GPU %s but torch sees no CUDA device: training on CPU", gpu_ids
         )
     return torch.device("cpu")
+
+
+def read_checkpoint(raw: bytes) -> dict[str, Any]:
+    """Tensors land on the CPU whatever device wrote them: the evaluating driver, or a trial
+    restarted on another node, may have no GPU. No pickle: weights_only."""
+    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

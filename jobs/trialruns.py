@@ -91,6 +91,7 @@ class TrialRuns(Callback):
             tags = {
                 "relay.device": result.get("device", ""),
                 "relay.gpu_ids": result.get("gpu_ids", ""),
+                "relay.node_id": result.get("node_id", ""),
             }
         self.tracker.log(run_id, metrics=metrics, tags=tags, step=epoch)
         self._logged[run_id] = epoch

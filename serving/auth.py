@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,13 +50,3 @@ class TokenCheck:
 def _read(file: str) -> str | None:
     path = Path(file)
     return path.read_text().strip() if path.is_file() else None
-
-
-def ensure_token_file(path: Path) -> Path:
-    """Create a random token readable by its owner only, unless one is there already."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
-    return path

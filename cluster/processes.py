@@ -1,0 +1,60 @@
+"""Stopping exactly the processes relay started: by recorded PID, with a grace period.
+
+Never `ray stop`: it kills every Ray on the machine, other users' and other tests' included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_groups(pgids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM the process groups together, SIGKILL whatever is left after `grace` seconds."""
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(group_alive(p) for p in pgids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (e.g. a node's private temp dir).
+
+    Ray daemonises some children into their own sessions; this finds them by what is unique
+    to the node relay started, never by name.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

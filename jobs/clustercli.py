@@ -1,0 +1,201 @@
+"""`relay cluster up|status|down`, `relay submit` and `relay jobs list|logs|stop`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cluster.errors import ConfigError, RelayError
+from jobs.console import err, fail, out
+
+cluster_app = typer.Typer(
+    help="A local multi-node Ray cluster (ray start, token auth), started and stopped by PID.",
+    no_args_is_help=True,
+)
+jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
+StateOption = Annotated[str, typer.Option(help="Where the cluster's record and token live")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Jobs API URL (http://<head>:8265); default: the `relay cluster up` one"),
+]
+TokenOption = Annotated[
+    Path | None,
+    typer.Option(help="File holding the cluster's token; default $RAY_AUTH_TOKEN(_PATH)"),
+]
+
+
+@cluster_app.command("up")
+def cluster_up(
+    workers: Annotated[int, typer.Option(help="Worker nodes besides the head")] = 1,
+    head_cpus: Annotated[int, typer.Option(help="CPUs the head offers to tasks")] = 1,
+    cpus_per_worker: Annotated[int, typer.Option(help="CPUs of each worker node")] = 1,
+    gpus_per_worker: Annotated[int, typer.Option(help="GPUs of each worker node")] = 0,
+    memory_mb: Annotated[int, typer.Option(help="Memory each node offers to tasks")] = 2048,
+    object_store_mb: Annotated[int, typer.Option(help="Object store of each node")] = 256,
+    autoscale: Annotated[
+        bool, typer.Option("--autoscale", help="Start no workers; Ray's autoscaler adds them")
+    ] = False,
+    max_workers: Annotated[int, typer.Option(help="Autoscaling: most worker nodes")] = 2,
+    idle_timeout_s: Annotated[
+        float, typer.Option(help="Autoscaling: idle seconds before a worker is removed")
+    ] = 20.0,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """Start a head and worker nodes on this machine; print address, dashboard and token path.
+
+    Example: relay cluster up --workers 2 --cpus-per-worker 1
+    """
+    from cluster import localcluster as lc
+
+    worker = lc.NodeShape(cpus_per_worker, gpus_per_worker, memory_mb, object_store_mb)
+    try:
+        record = lc.up(
+            state_dir,
+            workers=workers,
+            head=lc.NodeShape(head_cpus, 0, memory_mb, object_store_mb),
+            worker=worker,
+            autoscale=autoscale,
+            max_workers=max_workers,
+            idle_timeout_s=idle_timeout_s,
+        )
+    except RelayError as exc:
+        fail(exc)
+    print(json.dumps({k: v for k, v in record.items() if k != "alive_nodes"}))
+
+
+@cluster_app.command("status")
+def cluster_status(state_dir: StateOption = ".relay") -> None:
+    """Nodes, resources and running jobs of the cluster `relay cluster up` started."""
+    from cluster import localcluster as lc
+
+    state = lc.status(state_dir)
+    if state is None:
+        fail(ConfigError(f"no running cluster recorded under {lc.folder(state_dir)}"))
+    print(json.dumps(state))
+
+
+@cluster_app.command("down")
+def cluster_down(state_dir: StateOption = ".relay") -> None:
+    """Stop exactly the processes `relay cluster up` started (never `ray stop`)."""
+    from cluster import localcluster as lc
+
+    try:
+        print(json.dumps(lc.down(state_dir)))
+    except RelayError as exc:
+        fail(exc)
+
+
+def submit(
+    config: Annotated[Path, typer.Argument(help="Pipeline YAML config inside the project")],
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow server the job logs to; default the `relay tracking up` one"),
+    ] = None,
+    until: Annotated[str, typer.Option(help="Last stage (etl ... deploy)")] = "deploy",
+    project: Annotated[
+        Path, typer.Option(help="Uploaded as the job's working dir (state/data/venv excluded)")
+    ] = Path("."),
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Return the job id without waiting")
+    ] = False,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """Run the pipeline as a Ray job: upload the project, follow the logs, exit with its status.
+
+    Exit code 0 when the job succeeded, 8 when it failed or was stopped, 5 when the cluster
+    refused the token or did not answer. By hand: ray job submit --working-dir . --
+    python -m jobs.pipeline --config configs/ci.yaml
+
+    Example: relay submit configs/ci.yaml
+    """
+    from cluster import localcluster
+    from cluster import submit as jobs
+    from jobs import trackingserver
+
+    try:
+        target = jobs.Target.resolve(address, state_dir, token_file)
+        uri = tracking_uri or (trackingserver.status(state_dir) or {}).get("uri")
+        if not uri:
+            raise ConfigError(
+                "jobs on a cluster log to MLflow over HTTP: start a server with "
+                "`relay tracking up` or pass --tracking-uri http://<host>:<port>"
+            )
+        overrides = {}
+        record = localcluster.recorded(state_dir)
+        if record and record["dashboard_url"] == target.url:
+            # Same machine: outputs land in this project's state dir, not the job's copy.
+            overrides["runtime.state_dir"] = str(Path(state_dir).resolve())
+        job_id = jobs.submit(
+            target, config, project=project, tracking_uri=uri, until=until, overrides=overrides
+        )
+        err.print(f"submitted {job_id} to {target.url}", highlight=False)
+        if no_follow:
+            print(json.dumps({"submission_id": job_id, "status": "PENDING"}))
+            return
+        with err.status("starting") as line:
+            result = jobs.follow(
+                target,
+                job_id,
+                on_logs=lambda text: (sys.stdout.write(text), sys.stdout.flush()),
+                on_status=lambda s, t: line.update(f"job {job_id}: {s} ({t:.0f} s)"),
+            )
+        print(json.dumps(result))
+        jobs.check_finished(result)
+    except RelayError as exc:
+        fail(exc)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    address: AddressOption = None, token_file: TokenOption = None, state_dir: StateOption = ".relay"
+) -> None:
+    """Jobs on the cluster, newest first."""
+    from cluster import submit as jobs
+
+    rows = _call(address, token_file, state_dir, lambda c: c.list_jobs())
+    infos = sorted((jobs.describe(i) for i in rows), key=lambda r: -(r["start_time"] or 0))
+    for info in infos:
+        out.print(f"{info['submission_id']}  {info['status']:<9}  {info['entrypoint']}")
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: str,
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """The job's driver output so far."""
+    sys.stdout.write(_call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id)))
+
+
+@jobs_app.command("stop")
+def jobs_stop(
+    job_id: str,
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """Ask the cluster to stop the job (SIGTERM, then SIGKILL after Ray's grace period)."""
+    stopped = _call(address, token_file, state_dir, lambda c: c.stop_job(job_id))
+    print(json.dumps({"submission_id": job_id, "stop_requested": bool(stopped)}))
+
+
+def _call(address: str | None, token_file: Path | None, state_dir: str, action: Any) -> Any:
+    from cluster import submit as jobs
+
+    try:
+        target = jobs.Target.resolve(address, state_dir, token_file)
+        client = target.client()
+        try:
+            return action(client)
+        except RuntimeError as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from None
+    except RelayError as exc:
+        fail(exc)
