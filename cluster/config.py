@@ -437,6 +437,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     return parse_config(raw, source=str(path))
 
 
+def parse_overrides(pairs: list[str], typed: bool = True) -> dict[str, Any]:
+    """`--set key.path=value` pairs; values read as YAML scalars (2 is an int, true a bool)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.epochs=2), got {pair!r}")
+        parsed[key.strip()] = yaml.safe_load(value) if typed and value else value
+    return parsed
+
+
 def parse_config(raw: dict[str, Any], source: str = "config") -> RelayConfig:
     try:
         return RelayConfig.model_validate(raw)

@@ -82,13 +82,14 @@ class Target:
 
     def _explain(self, exc: Exception) -> RelayError:
         text = str(exc)
-        if "401" in text:
+        # Ray's SDK words 401/403 as "Authentication required/failed" (ray 2.58).
+        if "Authentication required" in text or "401" in text:
             return ClusterUnreachableError(
                 f"the Ray cluster at {self.url} uses token auth and no token was sent: pass "
                 "--token-file, or set RAY_AUTH_TOKEN (the token `relay cluster up` generated is "
                 "in <state_dir>/cluster/auth_token)"
             )
-        if "403" in text:
+        if "Authentication failed" in text or "403" in text:
             return ClusterUnreachableError(f"the Ray cluster at {self.url} refused the token")
         return ClusterUnreachableError(f"the Ray Jobs API at {self.url} did not answer: {text}")
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cluster.config import load_config
+from cluster.config import load_config, parse_overrides
 from cluster.errors import RelayError
 from jobs.clustercli import cluster_app, jobs_app, submit
 from jobs.console import err, fail, out
@@ -61,6 +61,10 @@ def run(
         bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
     ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config field KEY=VALUE, e.g. train.epochs=2"),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -83,6 +87,7 @@ def run(
             debug=debug,
             keep_serving=serve,
             resume=resume,
+            overrides=set_,
         )
     )
 
@@ -540,21 +545,6 @@ def run_command(
         )
         return 1
     return 0
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`key.path=value` pairs; values read as YAML scalars (2 is an int, true a bool)."""
-    import yaml
-
-    from cluster.errors import ConfigError
-
-    parsed = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.epochs=2), got {pair!r}")
-        parsed[key.strip()] = yaml.safe_load(value) if value else ""
-    return parsed
 
 
 def print_summary(s: dict[str, Any], keep_serving: bool) -> None:

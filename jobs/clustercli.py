@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cluster.config import parse_overrides
 from cluster.errors import ConfigError, RelayError
 from jobs.console import err, fail, out
 
@@ -101,6 +102,10 @@ def submit(
     project: Annotated[
         Path, typer.Option(help="Uploaded as the job's working dir (state/data/venv excluded)")
     ] = Path("."),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override KEY=VALUE for the job (repeatable)"),
+    ] = None,
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Return the job id without waiting")
     ] = False,
@@ -126,7 +131,7 @@ def submit(
                 "jobs on a cluster log to MLflow over HTTP: start a server with "
                 "`relay tracking up` or pass --tracking-uri http://<host>:<port>"
             )
-        overrides = {}
+        overrides = parse_overrides(set_ or [], typed=False)  # typed by the job's loader
         record = localcluster.recorded(state_dir)
         if record and record["dashboard_url"] == target.url:
             # Same machine: outputs land in this project's state dir, not the job's copy.

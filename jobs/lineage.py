@@ -101,12 +101,18 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
             "git_dirty": ptags.get("relay.git_dirty"),
             "git_diff_sha256": ptags.get("relay.git_diff_sha256"),
             "config_digest": ptags.get("relay.config_digest"),
+            "ray_job_id": ptags.get("relay.ray_job_id"),
+            "ray_submission_id": ptags.get("relay.ray_submission_id"),
         },
         "raw_files": [
             {"path": m["path"], "size": m.get("size"), "sha256": m["sha256"]}
             for m in meta.get("manifest", [])
         ],
-        "etl": {"run_id": etl.info.run_id, "rows": meta.get("counts", {})},
+        "etl": {
+            "run_id": etl.info.run_id,
+            "rows": meta.get("counts", {}),
+            "node_ids": [n for n in etl.data.tags.get("relay.node_ids", "").split(",") if n],
+        },
         "dataset": {"digest": etl.data.tags.get("relay.dataset_digest")},
         "tune": {
             "run_id": tune.info.run_id,
