@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from jobs.k8s import kuberay
+from jobs.k8s import kuberay, kustomize, policy
 from jobs.k8s.cel import violations
 from jobs.k8s.crds import Crd, apply_defaults, crd_dir, load_crds
 
@@ -126,8 +127,13 @@ def _dotted(path: Iterable[Any]) -> str:
 
 
 def load_manifests(path: Path) -> list[dict[str, Any]]:
-    """All objects of a multi-document YAML file, or of every *.yaml file in a folder."""
-    import yaml
-
+    """The objects of a kustomization folder (built), a folder of *.yaml files, or one file."""
+    if (path / "kustomization.yaml").is_file():
+        return kustomize.build(path)
     files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
     return [doc for f in files for doc in yaml.safe_load_all(f.read_text()) if doc]
+
+
+def check_manifests(objects: list[dict[str, Any]]) -> list[Problem]:
+    """Schema, CRD, KubeRay runtime and relay policy problems, all of them."""
+    return validate_objects(objects) + [Problem(*p) for p in policy.check(objects)]
