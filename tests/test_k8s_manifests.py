@@ -42,6 +42,9 @@ def test_the_ray_clusters_have_the_shape_the_issue_asks_for(base: list[dict[str,
         assert spec["enableInTreeAutoscaling"] is True
         assert spec["autoscalerOptions"]["version"] == "v2"
         assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:  # one state for all
+            mounts = group["template"]["spec"]["containers"][0]["volumeMounts"]
+            assert {"name": "relay-state", "mountPath": "/var/lib/relay"} in mounts
     gpu = _clusters(base)[0]["workerGroupSpecs"][1]["template"]["spec"]
     assert gpu["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu[

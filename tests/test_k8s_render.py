@@ -57,7 +57,7 @@ def test_kubectl_kustomize_builds_the_same_objects(tmp_path: Path, overlay: str)
         check=True,
     ).stdout
     theirs = [d for d in yaml.safe_load_all(built) if d]
-    assert len(ours) == 17
+    assert len(ours) == 18
     assert canonical(ours) == canonical(theirs)
     written = yaml.safe_load_all((tmp_path / overlay / "manifests.yaml").read_text())
     assert canonical(list(written)) == canonical(ours)
@@ -95,7 +95,9 @@ def test_the_config_decides_images_sizes_replicas_and_job_limits(tmp_path: Path)
     assert job["rayClusterSpec"]["workerGroupSpecs"][1]["maxReplicas"] == 3
     assert (job["ttlSecondsAfterFinished"], job["activeDeadlineSeconds"]) == (120, 900)
     assert job["shutdownAfterJobFinishes"] is True
-    assert job["entrypoint"] == "python -m jobs.pipeline --config /etc/relay/config.yaml"
+    assert job["entrypoint"] == (
+        "cd /var/lib/relay && python -m jobs.pipeline --config /etc/relay/config.yaml"
+    )
     service = by_kind(objects, "RayService")["spec"]["rayClusterConfig"]
     assert [g["groupName"] for g in service["workerGroupSpecs"]] == ["cpu"]
     mlflow = by_kind(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]
@@ -166,12 +168,12 @@ def test_cli_render_then_validate(tmp_path: Path) -> None:
         app, ["k8s", "render", str(CI_CONFIG), "--overlay", "gpu", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "17 objects" in result.output
+    assert "18 objects" in result.output
     assert (out / "kustomization.yaml").is_file() and (out / "overlays/gpu").is_dir()
     kuberay_crds()
     result = runner.invoke(app, ["k8s", "validate", str(out)])
     assert result.exit_code == 0, result.output
-    assert "17 objects valid" in result.output
+    assert "18 objects valid" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         yaml.safe_dump(
