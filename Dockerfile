@@ -13,8 +13,6 @@ COPY --chown=1000:100 pyproject.toml constraints.txt README.md ./
 COPY --chown=1000:100 cluster cluster
 COPY --chown=1000:100 serving serving
 COPY --chown=1000:100 jobs jobs
-COPY --chown=1000:100 configs configs
-COPY --chown=1000:100 k8s k8s
 
 # torch first from the chosen index (constraints pin 2.13.0; +cpu/+cu128 builds satisfy it),
 # then relay with every pin; the MLflow server also needs basic-auth and the PostgreSQL driver.

@@ -57,6 +57,8 @@ def serve_config(cfg: RelayConfig) -> dict[str, Any]:
 
 def render(cfg: RelayConfig, config_text: str, overlay: str, out: Path) -> list[dict[str, Any]]:
     """Write the kustomization for `cfg` under `out`; returns the objects it builds."""
+    if not (K8S_DIR / "base").is_dir():
+        raise ConfigError(f"{K8S_DIR}/base not found: run relay k8s render from a relay checkout")
     if overlay not in OVERLAYS:
         raise ConfigError(f"unknown overlay {overlay!r}: use one of {list(OVERLAYS)}")
     uri = cfg.tracking.uri
