@@ -288,20 +288,27 @@ class TrainConfig(Strict):
     )
 
 
-class AutoscalingConfig(Strict):
-    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
-    max_replicas: int = Field(2, ge=1, description="Replicas under load at most.")
-    target_ongoing_requests: float = Field(
-        16, gt=0, description="Ongoing requests per replica Serve scales towards."
-    )
+class ReplicaRange(Strict):
+    """A min/max replica pair (Serve autoscaling, Kubernetes worker groups), checked in order."""
+
+    min_replicas: int
+    max_replicas: int
 
     @model_validator(mode="after")
-    def _order(self) -> AutoscalingConfig:
+    def _order(self) -> ReplicaRange:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
             )
         return self
+
+
+class AutoscalingConfig(ReplicaRange):
+    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(2, ge=1, description="Replicas under load at most.")
+    target_ongoing_requests: float = Field(
+        16, gt=0, description="Ongoing requests per replica Serve scales towards."
+    )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -395,17 +402,9 @@ class PodResources(Strict):
     )
 
 
-class WorkerGroup(PodResources):
+class WorkerGroup(PodResources, ReplicaRange):
     min_replicas: int = Field(0, ge=0, description="Workers the autoscaler keeps when idle.")
     max_replicas: int = Field(ge=1, description="Workers the autoscaler may start at most.")
-
-    @model_validator(mode="after")
-    def _order(self) -> WorkerGroup:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
-            )
-        return self
 
 
 class GpuWorkerGroup(WorkerGroup):

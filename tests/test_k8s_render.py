@@ -197,3 +197,17 @@ def test_base_serve_config_is_what_demo_renders() -> None:
     base = yaml.safe_load((K8S_DIR / "base/rayservice.yaml").read_text())
     demo = serve_config(load_config(K8S_DIR.parent / "configs/demo.yaml"))
     assert yaml.safe_load(base["spec"]["serveConfigV2"]) == demo
+
+
+def test_kubernetes_section_errors_name_the_field() -> None:
+    bad = {
+        "kubernetes": {
+            "head": {"cpu": "2 cores", "memory": "8Gi"},
+            "gpu_workers": {"cpu": "8", "memory": "32Gi", "min_replicas": 3, "max_replicas": 2},
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(merge(ci_raw(), bad))
+    lines = str(caught.value).splitlines()[1:]
+    assert lines[0].startswith("  - kubernetes.head.cpu: String should match pattern")
+    assert lines[1] == "  - kubernetes.gpu_workers: min_replicas (3) must be <= max_replicas (2)"
