@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from cluster.errors import ConfigError
-from jobs.k8s.crds import CRD_ENV, Crd, crd_dir, load_crds
+from jobs.k8s.crds import Crd, crd_dir, load_crds
 
 
 def kuberay_crds() -> dict[tuple[str, str], Crd]:
     try:
         return load_crds(crd_dir())
     except ConfigError as exc:
-        pytest.skip(f"KubeRay CRDs unavailable ({exc}); set ${CRD_ENV} to run these tests")
+        pytest.skip(f"KubeRay CRDs unavailable: {exc}")
 
 
 def mutated(obj: dict[str, Any], change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
