@@ -288,20 +288,27 @@ class TrainConfig(Strict):
     )
 
 
-class AutoscalingConfig(Strict):
-    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
-    max_replicas: int = Field(2, ge=1, description="Replicas under load at most.")
-    target_ongoing_requests: float = Field(
-        16, gt=0, description="Ongoing requests per replica Serve scales towards."
-    )
+class ReplicaRange(Strict):
+    """A min/max replica pair (Serve autoscaling, Kubernetes worker groups), checked in order."""
+
+    min_replicas: int
+    max_replicas: int
 
     @model_validator(mode="after")
-    def _order(self) -> AutoscalingConfig:
+    def _order(self) -> ReplicaRange:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
             )
         return self
+
+
+class AutoscalingConfig(ReplicaRange):
+    min_replicas: int = Field(1, ge=0, description="Replicas kept when idle.")
+    max_replicas: int = Field(2, ge=1, description="Replicas under load at most.")
+    target_ongoing_requests: float = Field(
+        16, gt=0, description="Ongoing requests per replica Serve scales towards."
+    )
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -382,6 +389,56 @@ class RuntimeConfig(Strict):
     state_dir: str = Field(".relay", description="Datasets, MLflow store and checkpoints.")
 
 
+# A Kubernetes resource quantity (the API server's grammar): 2, 500m, 1.5, 8Gi, 1e3.
+QUANTITY = r"^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$"
+
+
+class PodResources(Strict):
+    cpu: str = Field(
+        pattern=QUANTITY, description="CPU per pod (requests = limits), e.g. 4 or 500m."
+    )
+    memory: str = Field(
+        pattern=QUANTITY, description="Memory per pod (requests = limits), e.g. 16Gi."
+    )
+
+
+class WorkerGroup(PodResources, ReplicaRange):
+    min_replicas: int = Field(0, ge=0, description="Workers the autoscaler keeps when idle.")
+    max_replicas: int = Field(ge=1, description="Workers the autoscaler may start at most.")
+
+
+class GpuWorkerGroup(WorkerGroup):
+    gpus: int = Field(1, ge=1, description="nvidia.com/gpu per worker pod.")
+
+
+class KubernetesConfig(Strict):
+    image: str = Field(
+        "ghcr.io/relay/relay:0.1.0",
+        description="relay's image (Dockerfile) for Ray and MLflow pods.",
+    )
+    gpu_image: str = Field(
+        "ghcr.io/relay/relay:0.1.0-gpu", description="Image of the GPU workers (CUDA torch)."
+    )
+    head: PodResources = Field(
+        default_factory=lambda: PodResources(cpu="2", memory="8Gi"),
+        description="Ray head pod (it runs no tasks: num-cpus 0).",
+    )
+    cpu_workers: WorkerGroup = Field(
+        default_factory=lambda: WorkerGroup(cpu="4", memory="16Gi", min_replicas=1, max_replicas=4),
+        description="The autoscaled CPU worker group.",
+    )
+    gpu_workers: GpuWorkerGroup = Field(
+        default_factory=lambda: GpuWorkerGroup(cpu="8", memory="32Gi", max_replicas=2),
+        description="The autoscaled GPU worker group (overlay gpu; scales from zero by default).",
+    )
+    job_ttl_seconds: int = Field(
+        3600, ge=0, description="RayJob: seconds its cluster is kept after the pipeline ends."
+    )
+    job_deadline_seconds: int = Field(
+        86400, ge=1, description="RayJob: the pipeline is stopped after this many seconds."
+    )
+
+
 class RelayConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Pipeline name.")
     seed: int = Field(0, ge=0, description="The one seed every stage derives its seeds from.")
@@ -393,6 +450,9 @@ class RelayConfig(Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    kubernetes: KubernetesConfig = Field(
+        default_factory=KubernetesConfig, description="`relay k8s render`: images and pod sizes."
+    )
 
     @model_validator(mode="after")
     def _task_matches_label(self) -> RelayConfig:

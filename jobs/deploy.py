@@ -18,6 +18,7 @@ from cluster.config import RelayConfig
 from cluster.errors import ServingError
 from jobs.progress import StageRuns
 from jobs.register import Registered
+from jobs.serveargs import serve_args
 
 
 @dataclass
@@ -43,26 +44,9 @@ def token_file(cfg: RelayConfig) -> Path | None:
 
 
 def app_args(cfg: RelayConfig, tracking_uri: str) -> dict[str, Any]:
-    s = cfg.serve
     file = token_file(cfg)
-    return {
-        "tracking_uri": tracking_uri,
-        "model_name": cfg.model.name,
-        "alias": s.alias,
-        "challenger_alias": s.challenger_alias,
-        "challenger_share": s.challenger_share,
-        "num_replicas": s.num_replicas,
-        "replica_cpus": s.replica_cpus,
-        "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
-        "max_ongoing_requests": s.max_ongoing_requests,
-        "max_batch_size": s.max_batch_size,
-        "batch_wait_timeout_s": s.batch_wait_timeout_s,
-        "max_request_records": s.max_request_records,
-        "auth": s.auth,
-        "token_env": s.token_env,
-        "token_file": str(file) if file else None,
-        "log_level": "WARNING",  # access lines would drown the CLI's output
-    }
+    # access lines would drown the CLI's output
+    return serve_args(cfg, tracking_uri, str(file) if file else None, log_level="WARNING")
 
 
 def client_token(cfg: RelayConfig) -> str | None:

@@ -91,16 +91,10 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
 
     state, uri = cluster["state"], cluster["tracking"]
     args = ["submit", str(CI_CONFIG), "--state-dir", state, "--project", str(ROOT)]
-    # Trials long enough (~5 s of epochs) that the second starts before the first ends: with re-used
-    # trial actors, ci.yaml's 1-second trials can all run on the first node's actor.
-    args += [
-        "--set",
-        "train.batch_size=32",
-        "--set",
-        "train.epochs=6",
-        "--set",
-        "tune.scheduler=fifo",
-    ]
+    # Trials long enough (~5 s of epochs) that the second starts before the first ends: with
+    # re-used trial actors, ci.yaml's 1-second trials can all run on the first node's actor.
+    for override in ("train.batch_size=16", "train.epochs=10", "tune.scheduler=fifo"):
+        args += ["--set", override]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output[-3000:]
     job = json.loads(result.output.strip().splitlines()[-1])

@@ -1,0 +1,135 @@
+"""`relay k8s render`: the kustomize base and an overlay, with one pipeline config on top.
+
+The output folder is self-contained: `base/` and `overlays/<name>/` copied from the repo's
+`k8s/`, and a `kustomization.yaml` whose JSON patches carry what the config decides (images,
+pod sizes, worker replicas, the RayJob's TTL and deadline, `serveConfigV2` from the `serve`
+section, the config itself in the `relay-config` ConfigMap). `kubectl apply -k DIR` applies
+it; `manifests.yaml` beside it is relay's own build of the same kustomization.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.config import GpuWorkerGroup, PodResources, RelayConfig, WorkerGroup
+from cluster.errors import ConfigError
+from jobs.k8s import kustomize
+from jobs.serveargs import serve_args
+
+K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
+OVERLAYS = ("cpu", "gpu")
+TRACKING_URI = "http://mlflow:5000"  # the in-cluster MLflow Service (k8s/base/mlflow.yaml)
+TOKEN_ENV = "RELAY_SERVE_TOKEN"  # wired to the relay-secrets serve-token key in every Ray pod
+SERVE_PORT = 8000
+# Ray objects of the base and where each keeps its cluster spec.
+CLUSTERS = {
+    "RayCluster": ("relay", "/spec"),
+    "RayJob": ("relay-pipeline", "/spec/rayClusterSpec"),
+    "RayService": ("relay-serve", "/spec/rayClusterConfig"),
+}
+
+
+def serve_config(cfg: RelayConfig) -> dict[str, Any]:
+    """The RayService's `serveConfigV2`: `serving.app:build` with the config's serve settings."""
+    if cfg.serve.auth != "token":
+        raise ConfigError(
+            "serve.auth none is not allowed on Kubernetes (the endpoint listens on the pod "
+            "network): use auth token"
+        )
+    args = serve_args(cfg, cfg.tracking.uri or TRACKING_URI, None, log_level="INFO")
+    args["token_env"] = TOKEN_ENV
+    return {
+        "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
+        "applications": [
+            {
+                "name": cfg.model.name,
+                "import_path": "serving.app:build",
+                "route_prefix": cfg.serve.route_prefix,
+                "args": args,
+            }
+        ],
+    }
+
+
+def render(cfg: RelayConfig, config_text: str, overlay: str, out: Path) -> list[dict[str, Any]]:
+    """Write the kustomization for `cfg` under `out`; returns the objects it builds."""
+    if not (K8S_DIR / "base").is_dir():
+        raise ConfigError(f"{K8S_DIR}/base not found: run relay k8s render from a relay checkout")
+    if overlay not in OVERLAYS:
+        raise ConfigError(f"unknown overlay {overlay!r}: use one of {list(OVERLAYS)}")
+    uri = cfg.tracking.uri
+    if uri and not uri.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"tracking.uri {uri!r} is not reachable from pods: unset it (the in-cluster "
+            f"{TRACKING_URI} is used) or give an http(s) MLflow server"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for part in ("base", f"overlays/{overlay}"):
+        shutil.copytree(K8S_DIR / part, out / part, dirs_exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f"overlays/{overlay}"],
+        "patches": _patches(cfg, config_text, overlay),
+    }
+    header = f"# Written by `relay k8s render` for pipeline {cfg.name!r}, overlay {overlay}.\n"
+    (out / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+    objects = kustomize.build(out)
+    (out / "manifests.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    return objects
+
+
+def _patches(cfg: RelayConfig, config_text: str, overlay: str) -> list[dict[str, Any]]:
+    k = cfg.kubernetes
+    patches = []
+    for kind, (name, at) in CLUSTERS.items():
+        ops = _group(f"{at}/headGroupSpec", k.image, k.head)
+        ops += _group(f"{at}/workerGroupSpecs/0", k.image, k.cpu_workers)
+        if overlay == "gpu" and kind != "RayService":  # serving needs no GPU
+            ops += _group(f"{at}/workerGroupSpecs/1", k.gpu_image, k.gpu_workers)
+        if kind == "RayJob":
+            ops += [
+                _replace("/spec/ttlSecondsAfterFinished", k.job_ttl_seconds),
+                _replace("/spec/activeDeadlineSeconds", k.job_deadline_seconds),
+            ]
+        if kind == "RayService":
+            text = yaml.safe_dump(serve_config(cfg), sort_keys=False)
+            ops.append(_replace("/spec/serveConfigV2", text))
+        patches.append(_patch(kind, name, ops))
+    patches.append(
+        _patch("ConfigMap", "relay-config", [_replace("/data/config.yaml", config_text)])
+    )
+    mlflow_image = "/spec/template/spec/containers/0/image"
+    patches.append(_patch("Deployment", "mlflow", [_replace(mlflow_image, k.image)]))
+    return patches
+
+
+def _group(at: str, image: str, size: PodResources) -> list[dict[str, Any]]:
+    """Image and requests = limits of a group's Ray container; replicas of a worker group."""
+    limits: dict[str, Any] = {"cpu": size.cpu, "memory": size.memory}
+    if isinstance(size, GpuWorkerGroup):
+        limits["nvidia.com/gpu"] = size.gpus
+    container = f"{at}/template/spec/containers/0"
+    ops = [
+        _replace(f"{container}/image", image),
+        _replace(f"{container}/resources", {"limits": limits, "requests": dict(limits)}),
+    ]
+    if isinstance(size, WorkerGroup):
+        ops += [
+            _replace(f"{at}/replicas", size.min_replicas),
+            _replace(f"{at}/minReplicas", size.min_replicas),
+            _replace(f"{at}/maxReplicas", size.max_replicas),
+        ]
+    return ops
+
+
+def _replace(path: str, value: Any) -> dict[str, Any]:
+    return {"op": "replace", "path": path, "value": value}
+
+
+def _patch(kind: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"target": {"kind": kind, "name": name}, "patch": yaml.safe_dump(ops, sort_keys=False)}
