@@ -24,15 +24,26 @@ def group_alive(pgid: int) -> bool:
 
 def stop_groups(pgids: list[int], grace: float = 10.0) -> None:
     """SIGTERM the process groups together, SIGKILL whatever is left after `grace` seconds."""
-    for pgid in pgids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(group_alive(p) for p in pgids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pgid in pgids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):  # SIGKILL is not instant
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait
+        while any(group_alive(p) for p in pgids) and time.monotonic() < deadline:
+            reap(pgids)
+            time.sleep(0.1)
+        if not any(group_alive(p) for p in pgids):
+            return
+
+
+def reap(pids: list[int]) -> None:
+    """Collect exited children of this process: a zombie leader keeps its group 'alive'.
+
+    (When `up` ran in this same process, as in tests, the nodes are our children.)
+    """
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def pids_mentioning(text: str) -> list[int]:
