@@ -7,7 +7,9 @@ metrics describe the model exactly as it will be served.
 from __future__ import annotations
 
 import io
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,7 +99,26 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
                 "relay.best_trial_run_id": outcome.best_run_id,
             },
         )
+        with tempfile.TemporaryDirectory(prefix="relay-plots-") as tmp:
+            tracker.client.log_artifacts(
+                run_id, str(draw_plots(spec, truth, output, Path(tmp))), artifact_path="plots"
+            )
     return evaluation
+
+
+def draw_plots(spec: dict[str, Any], truth: np.ndarray, output: np.ndarray, folder: Path) -> Path:
+    """ROC, calibration and confusion matrix (binary/multiclass), or residuals: PNG files."""
+    from jobs import plots
+
+    if spec["task"] == "regression":
+        plots.residuals(truth, output, folder / "residuals.png")
+        return folder
+    classes = spec["features"]["label"]["classes"]
+    plots.confusion(truth, output.argmax(axis=1), classes, folder / "confusion_matrix.png")
+    if output.shape[1] == 2 and len(np.unique(truth)) == 2:
+        plots.roc(truth, output[:, 1], folder / "roc.png")
+        plots.calibration(truth, output[:, 1], folder / "calibration.png")
+    return folder
 
 
 def true_values(spec: dict[str, Any], test: pa.Table) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 from cluster.bundle import write_bundle
 from cluster.config import RelayConfig
 from cluster.registry import BUNDLE_PATH, PREVIOUS, REJECTED, SHA_TAG
-from jobs import gatereport, promote
+from jobs import gatereport, modelcard, promote
 from jobs.etl import Dataset
 from jobs.evaluate import Evaluation
 from jobs.progress import StageRuns
@@ -99,6 +99,21 @@ def run(
         )
         client.log_dict(run_id, gates, "gates.json")
         client.log_text(run_id, gatereport.markdown(gates), "gates.md")
+        card = modelcard.render(
+            cfg,
+            dataset.meta,
+            evaluation.spec,
+            evaluation.metrics,
+            evaluation.groups,
+            gates,
+            {k.removeprefix("relay."): v for k, v in lineage.items() if k.endswith("_run_id")},
+        )
+        client.log_text(run_id, card, MODEL_CARD)
+        description = card
+        if len(card) > MAX_DESCRIPTION:
+            pointer = f"runs:/{run_id}/{MODEL_CARD}"
+            description = f"{gatereport.headline(gates)}. Model card: {pointer}"
+        client.update_model_version(name, mv.version, description=description)
     return Registered(
         name=name,
         version=int(mv.version),
@@ -120,6 +135,8 @@ def gate_tags(decision: promote.Decision) -> dict[str, str]:
 
 
 MAX_TAG = 4000  # MLflow caps tag values at 5000 characters
+MAX_DESCRIPTION = 5000  # a version description's column size in MLflow's SQL stores
+MODEL_CARD = "model_card.md"
 
 
 def main(argv: list[str] | None = None) -> None:
