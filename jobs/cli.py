@@ -259,7 +259,11 @@ def _print_tree(c: dict[str, Any]) -> None:
     root.add(f"ETL run {c['etl']['run_id']} → dataset {c['dataset']['digest']}")
     root.add(f"tune run {c['tune']['run_id']}: {c['tune']['trials']} trials")
     root.add(f"best trial {c['best_trial']['run_id']}: {c['tune']['best_hyperparameters']}")
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(c["evaluation"]["metrics"].items()))
+    metrics = ", ".join(
+        f"{k} {v:.4f}"
+        for k, v in sorted(c["evaluation"]["metrics"].items())
+        if k.startswith("test_")  # per-group metrics are in the evaluate run
+    )
     root.add(f"evaluation {c['evaluation']['run_id']}: {metrics}")
     deployed = root.add(f"deployments ({len(c['deployments'])})")
     for d in c["deployments"]:
