@@ -7,6 +7,7 @@ metrics describe the model exactly as it will be served.
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from serving.features import encode_label
 from serving.model import Predictor
 
 SPEC_FORMAT = "relay.mlp/1"
+METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # group values are data: MLflow refuses other characters
 
 
 @dataclass
@@ -86,7 +88,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
             metrics={
                 **evaluation.metrics,
                 **{
-                    f"group.{column}.{group}.{k}": v
+                    f"group.{column}.{METRIC_UNSAFE.sub('_', group)}.{k}": v
                     for column, by_group in evaluation.groups.items()
                     for group, values in by_group.items()
                     for k, v in values.items()

@@ -6,13 +6,21 @@ into the same report later.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.gates import GateResult
 
 REASON_WIDTH = 110
 
 
-def record(name: str, version: int, promoted: bool, champion: int | None, results: list) -> dict:
-    """What the summary and the registry keep about one promotion decision."""
+def record(
+    name: str, version: int, promoted: bool, champion: int | None, results: list[GateResult]
+) -> dict[str, Any]:
+    """What the summary and the registry keep about one promotion decision.
+
+    `champion` is the version that held the alias before this decision (None: first model).
+    """
     return {
         "model_name": name,
         "model_version": version,
