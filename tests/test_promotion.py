@@ -110,7 +110,13 @@ def test_a_clean_run_is_promoted_and_served(champion):
     assert register.data.tags["relay.gate.model.beat_champion"].startswith("passed")
     assert "gate_model.min.test_roc_auc_value" in register.data.metrics
     artifacts = {a.path for a in client.list_artifacts(register.info.run_id)}
-    assert {"gates.json", "gates.md"} <= artifacts
+    assert {"gates.json", "gates.md", "model_card.md"} <= artifacts
+    card = client.get_model_version(name, "1").description
+    assert card.startswith(f"# Model card: {name} version 1\n") and "## Limitations" in card
+    evaluate = client.get_model_version(name, "1").tags["relay.evaluate_run_id"]
+    plots = {a.path for a in client.list_artifacts(evaluate, "plots")}
+    assert plots == {"plots/roc.png", "plots/calibration.png", "plots/confusion_matrix.png"}
+    assert "group.gender.female.tpr" in client.get_run(evaluate).data.metrics
 
 
 def test_a_weaker_config_is_rejected_and_the_champion_keeps_answering(champion, tmp_path):
