@@ -178,3 +178,22 @@ def test_gates_default_on_and_can_be_switched_off() -> None:
     )
     assert off.gates.fairness is None and off.gates.data.drift is None
     assert off.gates.model.beat_champion is None
+
+
+def test_a_regression_config_takes_regression_gate_keys() -> None:
+    raw = ci_raw()
+    for column in raw["data"]["columns"]:
+        if column["name"] == "defaulted":
+            column["role"] = "ignore"
+        if column["name"] == "loan_amount":
+            column["role"] = "label"
+    raw["model"]["task"] = "regression"
+    raw["gates"]["model"]["min"] = {"test_r2": 0.1}
+    cfg = parse_config(merge(raw, {"gates": {"model": {"max": {"test_rmse": 5000.0}}}}))
+    assert cfg.gates.model.min == {"test_r2": 0.1}
+    raw["gates"]["model"]["min"] = {"test_roc_auc": 0.6}  # ci.yaml's classifier floor
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert "gates.model.min.test_roc_auc: not a higher-is-better regression metric" in str(
+        info.value
+    )
