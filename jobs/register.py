@@ -97,6 +97,7 @@ def run(
                 **gate_tags(decision),
             },
         )
+        tracker.log(evaluation.run_id, tags=gate_tags(decision))  # beside the metrics judged
         client.log_dict(run_id, gates, "gates.json")
         client.log_text(run_id, gatereport.markdown(gates), "gates.md")
         card = modelcard.render(

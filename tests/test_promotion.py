@@ -116,7 +116,10 @@ def test_a_clean_run_is_promoted_and_served(champion):
     evaluate = client.get_model_version(name, "1").tags["relay.evaluate_run_id"]
     plots = {a.path for a in client.list_artifacts(evaluate, "plots")}
     assert plots == {"plots/roc.png", "plots/calibration.png", "plots/confusion_matrix.png"}
-    assert "group.gender.female.tpr" in client.get_run(evaluate).data.metrics
+    evaluate_run = client.get_run(evaluate).data
+    assert "group.gender.female.tpr" in evaluate_run.metrics
+    assert evaluate_run.tags["relay.promoted"] == "true"
+    assert evaluate_run.tags["relay.gate.data.drift.psi"].startswith("passed: no champion")
 
 
 def test_a_weaker_config_is_rejected_and_the_champion_keeps_answering(champion, tmp_path):
