@@ -369,6 +369,131 @@ class ServeConfig(Strict):
         return self
 
 
+# Test metrics `jobs.evaluate` computes per task, and whether higher is better.
+TASK_METRICS: dict[str, dict[str, bool]] = {
+    "classification": {
+        "test_roc_auc": True,
+        "test_pr_auc": True,
+        "test_accuracy": True,
+        "test_f1": True,
+        "test_log_loss": False,
+        "test_brier": False,
+        "test_ece": False,
+    },
+    "regression": {"test_r2": True, "test_rmse": False, "test_mae": False},
+}
+PRIMARY_METRIC = {"classification": "test_roc_auc", "regression": "test_rmse"}
+FAIRNESS_METRICS = {
+    "classification": ("tpr", "fpr", "accuracy"),
+    "regression": ("mean_prediction",),
+}
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class DriftGate(Strict):
+    method: Literal["psi", "ks"] = Field(
+        "psi",
+        description="psi: population stability index over the champion's training quantile "
+        "bins; ks: largest gap between the two binned CDFs.",
+    )
+    max: float = Field(0.2, gt=0, description="Largest drift score any feature may have.")
+    bins: int = Field(
+        10, ge=2, le=100, description="Quantile bins per numeric feature in the reference."
+    )
+
+
+class DataGates(Strict):
+    max_reject_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Largest share of quarantined rows a promoted model may be trained on "
+        "(etl.max_reject_rate stays the hard limit that stops the pipeline).",
+    )
+    max_null_rate: float = Field(
+        0.1, ge=0, le=1, description="Largest share of empty values in any kept column."
+    )
+    max_null_rate_by_column: dict[str, Share] = Field(
+        default_factory=dict, description="Per-column limits that replace max_null_rate."
+    )
+    drift: DriftGate | None = Field(
+        default_factory=DriftGate,
+        description="Drift of each feature against the champion's training data (null: off).",
+    )
+    schema_change: Literal["fail", "warn"] = Field(
+        "fail", description="An input schema that differs from the champion's: fail, or warn."
+    )
+
+
+class BeatChampion(Strict):
+    metric: str | None = Field(
+        None, description="Test metric to compare; default test_roc_auc or test_rmse by task."
+    )
+    margin: float = Field(
+        0.0,
+        description="How much better than the champion, on the same test rows, the new "
+        "model must be (in the metric's units; negative tolerates a small loss).",
+    )
+
+
+class ModelGates(Strict):
+    min: dict[str, float] = Field(
+        default_factory=dict,
+        description="Lowest allowed value of higher-is-better test metrics, e.g. test_roc_auc.",
+    )
+    max: dict[str, float] = Field(
+        default_factory=dict,
+        description="Highest allowed value of lower-is-better test metrics, e.g. test_rmse.",
+    )
+    beat_champion: BeatChampion | None = Field(
+        default_factory=BeatChampion,
+        description="Must beat the current champion (a first model passes; null: off).",
+    )
+
+
+class FairnessGates(Strict):
+    metric: Literal["tpr", "fpr", "accuracy", "mean_prediction"] | None = Field(
+        None,
+        description="Per-group metric whose gap is bounded: tpr, fpr, accuracy "
+        "(classification) or mean_prediction (regression); default tpr or mean_prediction.",
+    )
+    max_gap: float = Field(
+        0.2,
+        ge=0,
+        description="Largest gap of the metric between groups of a sensitive column "
+        "(mean_prediction: in standard deviations of the label).",
+    )
+    max_parity_difference: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Largest gap in the share of positive predictions (classification).",
+    )
+    positive_class: str | None = Field(
+        None, description="Class that counts as positive; default the label's last category."
+    )
+    min_group_size: int = Field(
+        30, ge=1, description="Groups with fewer test rows are reported but not gated."
+    )
+
+
+class PiiGates(Strict):
+    enabled: bool = Field(
+        True,
+        description="Fail promotion on undeclared PII found by the ETL scan, or a PII "
+        "column in the model's input schema.",
+    )
+
+
+class GatesConfig(Strict):
+    data: DataGates = Field(default_factory=DataGates)
+    model: ModelGates = Field(default_factory=ModelGates)
+    fairness: FairnessGates | None = Field(
+        default_factory=FairnessGates, description="Gaps between groups of each sensitive column."
+    )
+    pii: PiiGates = Field(default_factory=PiiGates)
+
+
 class TrackingConfig(Strict):
     uri: str | None = Field(
         None,
@@ -448,6 +573,9 @@ class RelayConfig(Strict):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    gates: GatesConfig = Field(
+        default_factory=GatesConfig, description="What a model must pass to be promoted."
+    )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     kubernetes: KubernetesConfig = Field(
@@ -473,7 +601,46 @@ class RelayConfig(Strict):
                 f"tune.metric {self.tune.metric} does not apply to {self.model.task}; "
                 f"use one of {list(wanted[self.model.task])}"
             )
+        self._gates_match_task()
         return self
+
+    def _gates_match_task(self) -> None:
+        """Gate keys name metrics, classes and columns this config actually has."""
+        task, gates = self.model.task, self.gates
+        metrics = TASK_METRICS[task]
+        for bound, higher in (("min", True), ("max", False)):
+            for key in getattr(gates.model, bound):
+                if metrics.get(key) is not higher:
+                    valid = [m for m, h in metrics.items() if h is higher]
+                    raise ValueError(
+                        f"gates.model.{bound}.{key}: not a {'higher' if higher else 'lower'}"
+                        f"-is-better {task} metric; use one of {valid}"
+                    )
+        beat = gates.model.beat_champion
+        if beat and beat.metric is not None and beat.metric not in metrics:
+            raise ValueError(
+                f"gates.model.beat_champion.metric: {beat.metric!r} is not a {task} metric; "
+                f"use one of {list(metrics)}"
+            )
+        names = [c.name for c in self.data.columns]
+        unknown = sorted(set(gates.data.max_null_rate_by_column) - set(names))
+        if unknown:
+            raise ValueError(
+                f"gates.data.max_null_rate_by_column: unknown column(s) {unknown}; "
+                f"declared columns are {names}"
+            )
+        fair = gates.fairness
+        if fair and fair.metric and fair.metric not in FAIRNESS_METRICS[task]:
+            raise ValueError(
+                f"gates.fairness.metric: {fair.metric} does not apply to {task}; "
+                f"use one of {list(FAIRNESS_METRICS[task])}"
+            )
+        classes = self.data.label.categories or []
+        if fair and fair.positive_class is not None and fair.positive_class not in classes:
+            raise ValueError(
+                f"gates.fairness.positive_class: {fair.positive_class!r} is not a class of "
+                f"the label; use one of {classes}"
+            )
 
     def digest(self) -> str:
         """sha256 of the canonical config: two runs with the same digest ran the same config."""
@@ -538,6 +705,8 @@ def _describe(err: Any) -> str:
     if err["type"] == "missing":
         return f"{loc}: required field is missing"
     msg = err["msg"].removeprefix("Value error, ")
+    if not parts and re.match(r"^[a-z_]+\.[\w.]+:", msg):
+        return msg  # a cross-field check that names its own dotted path
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{loc}: {msg}{shown}"
@@ -575,5 +744,8 @@ def _model_in(annotation: Any) -> Any:
     if origin in (list, dict):
         return _model_in(typing.get_args(annotation)[-1])
     if origin in (Union, types.UnionType):
-        return None  # discriminated unions are resolved by their tag in the location
+        models = [m for m in map(_model_in, typing.get_args(annotation)) if m is not None]
+        # optional sections (`X | None`) have one model; discriminated unions are resolved
+        # by their tag in the location
+        return models[0] if len(models) == 1 else None
     return None

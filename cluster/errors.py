@@ -22,9 +22,16 @@ class DataQualityError(RelayError):
 
 
 class GateFailedError(RelayError):
-    """A promotion gate failed; the model was registered but not promoted."""
+    """A promotion gate failed; the model was registered but not promoted.
+
+    Raised after everything was recorded: `summary` is the finished run's summary.
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
 
 
 class ClusterUnreachableError(RelayError):

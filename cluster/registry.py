@@ -12,6 +12,8 @@ from cluster.errors import ServingError
 
 SHA_TAG = "relay.sha256"
 BUNDLE_PATH = "model"
+PREVIOUS = "previous"  # the champion before the last promotion: a rollback target
+REJECTED = "rejected"  # the last version a promotion gate turned down
 
 
 @dataclass(frozen=True)

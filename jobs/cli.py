@@ -1,8 +1,8 @@
 """The `relay` command line.
 
-Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed,
-5 Ray or tracking unreachable, 6 serving failed, 7 not reproduced, 8 submitted job failed,
-130 interrupted.
+Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed
+(registered as 'rejected', not promoted), 5 Ray or tracking unreachable, 6 serving failed,
+7 not reproduced, 8 submitted job failed, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -73,10 +73,15 @@ def run(
             "run: same MLflow runs, trials from checkpoints",
         ),
     ] = False,
+    ci: Annotated[
+        bool,
+        typer.Option("--ci", help="Print the gate report as markdown (a pull-request comment)"),
+    ] = False,
 ) -> None:
     """Run the pipeline: ETL, tuning, evaluation, registration, serving, one prediction.
 
-    Example: relay run configs/demo.yaml --json
+    A model that fails a promotion gate is registered as 'rejected', the champion keeps
+    serving, and the exit code is 4. Example: relay run configs/demo.yaml --ci
     """
     raise typer.Exit(
         run_command(
@@ -88,6 +93,7 @@ def run(
             keep_serving=serve,
             resume=resume,
             overrides=set_,
+            ci=ci,
         )
     )
 
@@ -252,7 +258,11 @@ def _print_tree(c: dict[str, Any]) -> None:
     root.add(f"ETL run {c['etl']['run_id']} → dataset {c['dataset']['digest']}")
     root.add(f"tune run {c['tune']['run_id']}: {c['tune']['trials']} trials")
     root.add(f"best trial {c['best_trial']['run_id']}: {c['tune']['best_hyperparameters']}")
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(c["evaluation"]["metrics"].items()))
+    metrics = ", ".join(
+        f"{k} {v:.4f}"
+        for k, v in sorted(c["evaluation"]["metrics"].items())
+        if k.startswith("test_")  # per-group metrics are in the evaluate run
+    )
     root.add(f"evaluation {c['evaluation']['run_id']}: {metrics}")
     deployed = root.add(f"deployments ({len(c['deployments'])})")
     for d in c["deployments"]:
@@ -548,14 +558,18 @@ def run_command(
     keep_serving: bool = False,
     resume: bool = False,
     overrides: list[str] | None = None,
+    ci: bool = False,
 ) -> int:
     """Shared by `relay run` and `python -m jobs.<stage>`: returns the exit code."""
-    from jobs import pipeline
+    from cluster.errors import GateFailedError
+    from jobs import gatereport, pipeline
 
     def report(summary: dict[str, Any]) -> None:
+        if ci and "gates" in summary:
+            print(gatereport.markdown(summary["gates"]), flush=True)
         if as_json:
             print(json.dumps(summary, default=str), flush=True)
-        else:
+        elif not ci:
             print_summary(summary, keep_serving)
 
     try:
@@ -579,6 +593,11 @@ def run_command(
         )
         if not keep_serving:
             report(summary)
+    except GateFailedError as exc:  # recorded and finished: the report says which and by how much
+        if not keep_serving:
+            report(exc.summary)
+        err.print(f"[red]not promoted:[/red] {exc}", highlight=False)
+        return exc.exit_code
     except RelayError as exc:
         if debug:
             traceback.print_exc()
@@ -626,6 +645,10 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
             f"  model      {s['model_name']} version {s['model_version']} "
             f"(@{s['model_alias']}, sha256 {s['model_sha256'][:16]}…)"
         )
+    if "gates" in s:
+        from jobs.gatereport import text
+
+        out.print(text(s["gates"]), highlight=False, markup=False)
     if "endpoint" in s:
         p = s["prediction"]
         out.print(f"  endpoint   POST {s['endpoint']}")

@@ -43,6 +43,8 @@ def run(
     With `resume`, the interrupted run of this config continues in the same MLflow runs;
     finished stages are not repeated and Tune restores its trials from their checkpoints.
     `tags` go on the pipeline run (e.g. which run a reproduction repeats).
+    When a promotion gate turns the model down, deploy is skipped (the champion keeps
+    serving) and, once the run is recorded as finished, GateFailedError carries the summary.
     """
     from jobs import deploy, etl, evaluate, progress, register, tune
 
@@ -125,7 +127,11 @@ def run(
                     model_version=registered.version,
                     model_alias=registered.alias,
                     model_sha256=registered.sha256,
+                    promoted=registered.promoted,
+                    gates=registered.gates,
                 )
+                if not registered.promoted:  # the endpoint keeps serving the champion
+                    wanted = wanted[: wanted.index("register") + 1]
             if "deploy" in wanted:
                 with stage("deploy"):
                     deployment = deploy.run(cfg, runs, registered)
@@ -146,6 +152,7 @@ def run(
                     "relay.dataset_digest": dataset.digest,
                     "relay.model_version": summary.get("model_version", ""),
                     "relay.endpoint": summary.get("endpoint", ""),
+                    "relay.promoted": str(summary.get("promoted", "")).lower(),
                 },
             )
             tracker.client.log_dict(pid, summary, "summary.json")
@@ -163,6 +170,11 @@ def run(
                 _wait_for_interrupt()
             if not keep_serving or info.embedded:
                 deploy.teardown(deployment, embedded=info.embedded)
+    if summary.get("promoted") is False:  # a finished, recorded outcome: nothing to resume
+        from cluster.errors import GateFailedError
+        from jobs.gatereport import headline
+
+        raise GateFailedError(headline(summary["gates"]), summary)
     return summary
 
 

@@ -1,18 +1,23 @@
-"""Registration: write the safetensors bundle beside the best trial and register a version.
+"""Registration: write the safetensors bundle beside the best trial, register a version, and
+promote it only if every gate passes.
 
-The version points at the trial run that trained it and carries its sha256 and the lineage
-ids (pipeline, ETL, tune, evaluate runs, dataset digest) as tags.
+The version points at the trial run that trained it and carries its sha256, the lineage ids
+(pipeline, ETL, tune, evaluate runs, dataset digest) and each gate's outcome as tags. The gates
+are decided before any alias moves: a passing version takes serve.alias (the old champion
+keeps `previous`); a failing one gets `rejected`, and the champion stays where it was.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cluster.bundle import write_bundle
 from cluster.config import RelayConfig
-from cluster.registry import BUNDLE_PATH, SHA_TAG
+from cluster.registry import BUNDLE_PATH, PREVIOUS, REJECTED, SHA_TAG
+from jobs import gatereport, modelcard, promote
 from jobs.etl import Dataset
 from jobs.evaluate import Evaluation
 from jobs.progress import StageRuns
@@ -26,6 +31,8 @@ class Registered:
     sha256: str
     run_id: str
     alias: str
+    promoted: bool = True
+    gates: dict[str, Any] = field(default_factory=dict)  # gatereport.record(...)
 
 
 def run(
@@ -51,6 +58,8 @@ def run(
             client.create_registered_model(
                 name, description=f"Registered by relay pipeline '{cfg.name}'."
             )
+        decision = promote.decide(cfg, client, dataset, evaluation)
+        champion = decision.champion.version if decision.champion else None
         lineage = {
             SHA_TAG: sha,
             "relay.dataset_digest": dataset.digest,
@@ -60,6 +69,7 @@ def run(
             "relay.evaluate_run_id": evaluation.run_id,
             "relay.register_run_id": run_id,
             **{f"relay.{k}": f"{v:.6g}" for k, v in evaluation.metrics.items()},
+            **gate_tags(decision),
         }
         mv = client.create_model_version(
             name,
@@ -67,15 +77,67 @@ def run(
             run_id=outcome.best_run_id,
             tags=lineage,
         )
-        client.set_registered_model_alias(name, cfg.serve.alias, mv.version)
+        alias = cfg.serve.alias if decision.promoted else REJECTED
+        if decision.promoted and champion is not None:
+            client.set_registered_model_alias(name, PREVIOUS, str(champion))
+        client.set_registered_model_alias(name, alias, mv.version)
+        gates = gatereport.record(
+            name, int(mv.version), decision.promoted, champion, decision.results
+        )
         tracker.log(
             run_id,
             params={"model_name": name, "model_version": mv.version},
-            tags={SHA_TAG: sha, "relay.model_version": mv.version, "relay.alias": cfg.serve.alias},
+            metrics={
+                f"gate_{r.gate}_value": r.value for r in decision.results if r.value is not None
+            },
+            tags={
+                SHA_TAG: sha,
+                "relay.model_version": mv.version,
+                "relay.alias": alias,
+                **gate_tags(decision),
+            },
         )
+        tracker.log(evaluation.run_id, tags=gate_tags(decision))  # beside the metrics judged
+        client.log_dict(run_id, gates, "gates.json")
+        client.log_text(run_id, gatereport.markdown(gates), "gates.md")
+        card = modelcard.render(
+            cfg,
+            dataset.meta,
+            evaluation.spec,
+            evaluation.metrics,
+            evaluation.groups,
+            gates,
+            {k.removeprefix("relay."): v for k, v in lineage.items() if k.endswith("_run_id")},
+        )
+        client.log_text(run_id, card, MODEL_CARD)
+        description = card
+        if len(card) > MAX_DESCRIPTION:
+            pointer = f"runs:/{run_id}/{MODEL_CARD}"
+            description = f"{gatereport.headline(gates)}. Model card: {pointer}"
+        client.update_model_version(name, mv.version, description=description)
     return Registered(
-        name=name, version=int(mv.version), sha256=sha, run_id=run_id, alias=cfg.serve.alias
+        name=name,
+        version=int(mv.version),
+        sha256=sha,
+        run_id=run_id,
+        alias=alias,
+        promoted=decision.promoted,
+        gates=gates,
     )
+
+
+def gate_tags(decision: promote.Decision) -> dict[str, str]:
+    """`relay.promoted` and one `relay.gate.<name>` per gate: 'passed: …' or 'failed: …'."""
+    tags = {"relay.promoted": str(decision.promoted).lower()}
+    for r in decision.results:
+        outcome = "failed" if not r.passed else "warning" if r.warning else "passed"
+        tags[f"relay.gate.{r.gate}"] = f"{outcome}: {r.reason}"[:MAX_TAG]
+    return tags
+
+
+MAX_TAG = 4000  # MLflow caps tag values at 5000 characters
+MAX_DESCRIPTION = 5000  # a version description's column size in MLflow's SQL stores
+MODEL_CARD = "model_card.md"
 
 
 def main(argv: list[str] | None = None) -> None:

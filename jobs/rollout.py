@@ -12,12 +12,10 @@ from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.errors import ServingError
-from cluster.registry import aliased, resolve
+from cluster.registry import PREVIOUS, aliased, resolve
 from cluster.runtime import ray_session
 from cluster.tracking import Tracker
 from jobs.deploy import get_json, serve_app, served_challenger, wait_for_version
-
-PREVIOUS = "previous"
 
 
 def start(cfg: RelayConfig, version: int, address: str | None = None) -> dict[str, Any]:

@@ -50,9 +50,12 @@ def ray_cluster() -> Iterator[RayInfo]:
 def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
     """configs/ci.yaml with its state (datasets, MLflow store) under tmp_path and a free port."""
 
-    def make(source: dict[str, Any] | None = None, **override: Any) -> RelayConfig:
+    def make(
+        source: dict[str, Any] | None = None, base: dict[str, Any] | None = None, **override: Any
+    ) -> RelayConfig:
+        """`base` (default ci.yaml) with `override` merged in; `source` replaces the source."""
         raw = merge(
-            ci_raw(),
+            base or ci_raw(),
             {"runtime": {"state_dir": str(tmp_path / "state")}, "serve": {"port": free_port()}},
         )
         raw = merge(raw, override)

@@ -120,3 +120,80 @@ def test_cli_reports_config_error_without_traceback(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert "train.epoch: unknown field; did you mean 'epochs'?" in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"gates": {"model": {"min": {"test_rmse": 1.0}}}},
+            "  - gates.model.min.test_rmse: not a higher-is-better classification metric; "
+            "use one of ['test_roc_auc', 'test_pr_auc', 'test_accuracy', 'test_f1']",
+        ),
+        (
+            {"gates": {"model": {"max": {"test_roc_auc": 0.9}}}},
+            "  - gates.model.max.test_roc_auc: not a lower-is-better classification metric",
+        ),
+        (
+            {"gates": {"model": {"beat_champion": {"metric": "test_r2"}}}},
+            "  - gates.model.beat_champion.metric: 'test_r2' is not a classification metric",
+        ),
+        (
+            {"gates": {"data": {"max_null_rate_by_column": {"incme": 0.1}}}},
+            "  - gates.data.max_null_rate_by_column: unknown column(s) ['incme']",
+        ),
+        (
+            {"gates": {"fairness": {"metric": "mean_prediction"}}},
+            "  - gates.fairness.metric: mean_prediction does not apply to classification",
+        ),
+        (
+            {"gates": {"fairness": {"positive_class": "yes"}}},
+            "  - gates.fairness.positive_class: 'yes' is not a class of the label",
+        ),
+        (
+            {"gates": {"data": {"drift": {"mthod": "psi"}}}},
+            "  - gates.data.drift.mthod: unknown field; did you mean 'method'? "
+            "valid fields: bins, max, method",
+        ),
+    ],
+)
+def test_gate_keys_are_checked_against_the_task_and_columns(override, expected) -> None:
+    assert expected in error_for(override)
+
+
+def test_gates_default_on_and_can_be_switched_off() -> None:
+    cfg = parse_config(merge(ci_raw(), {}))
+    assert cfg.gates.pii.enabled and cfg.gates.data.drift and cfg.gates.fairness
+    off = parse_config(
+        merge(
+            ci_raw(),
+            {
+                "gates": {
+                    "fairness": None,
+                    "data": {"drift": None},
+                    "model": {"beat_champion": None},
+                }
+            },
+        )
+    )
+    assert off.gates.fairness is None and off.gates.data.drift is None
+    assert off.gates.model.beat_champion is None
+
+
+def test_a_regression_config_takes_regression_gate_keys() -> None:
+    raw = ci_raw()
+    for column in raw["data"]["columns"]:
+        if column["name"] == "defaulted":
+            column["role"] = "ignore"
+        if column["name"] == "loan_amount":
+            column["role"] = "label"
+    raw["model"]["task"] = "regression"
+    raw["gates"]["model"]["min"] = {"test_r2": 0.1}
+    cfg = parse_config(merge(raw, {"gates": {"model": {"max": {"test_rmse": 5000.0}}}}))
+    assert cfg.gates.model.min == {"test_r2": 0.1}
+    raw["gates"]["model"]["min"] = {"test_roc_auc": 0.6}  # ci.yaml's classifier floor
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert "gates.model.min.test_roc_auc: not a higher-is-better regression metric" in str(
+        info.value
+    )
