@@ -375,6 +375,13 @@ class TrackingConfig(Strict):
         description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite in state_dir.",
     )
     experiment: str = Field("relay", min_length=1, description="MLflow experiment name.")
+    retry_seconds: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="How long tracking writes retry (exponential backoff) while the server is "
+        "down; after that they go to <state_dir>/tracking-spool for `relay tracking sync`.",
+    )
 
 
 class RuntimeConfig(Strict):

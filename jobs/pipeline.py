@@ -148,12 +148,12 @@ def run(
                     "relay.endpoint": summary.get("endpoint", ""),
                 },
             )
-            tracker.client.log_dict(pid, summary, "summary.json")
+            tracker.log_dict(pid, summary, "summary.json")
             if "model_version" in summary:
                 from jobs import lineage
 
                 graph = lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
-                tracker.client.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
+                tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
             state.finished = True
             progress.save(cfg, state)
         if on_summary:
@@ -182,7 +182,7 @@ def _record_start(
             **({"relay.resumed": "true"} if resumed else {}),
         },
     )
-    tracker.client.log_text(
+    tracker.log_text(
         pid, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
     )
 

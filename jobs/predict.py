@@ -132,7 +132,7 @@ def batch(
         }
         (output / MANIFEST).write_text(json.dumps(summary, indent=2))
         tracker.log(run_id, params={"inputs": len(files), "output": str(output)}, metrics=counts)
-        tracker.client.log_artifact(run_id, str(output / MANIFEST))
+        tracker.log_artifact(run_id, output / MANIFEST)
     return summary
 
 
