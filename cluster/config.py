@@ -495,6 +495,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -519,25 +525,32 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RelayConfig:
     try:
         return RelayConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        # one problem per line, whatever a hostile key or value holds
+        lines = [_describe(err).replace("\n", "\\n") for err in exc.errors()]
         raise ConfigError(
             f"{source} is invalid:\n" + "\n".join(f"  - {x}" for x in lines)
         ) from None
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
+    node: Any = raw
     *parents, leaf = dotted.split(".")
-    for key in parents:
+    for depth, key in enumerate(parents):
         node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            section = ".".join(parents[: depth + 1])
+            raise ConfigError(
+                f"--set {dotted}: {section} is a {type(node).__name__}, not a section "
+                f"with fields; set {section} itself (or fix the config file)"
+            )
     node[leaf] = value
 
 
 def _describe(err: Any) -> str:
     parts = [p for i, p in enumerate(err["loc"]) if not _is_tag(err["loc"], i)]
-    loc = ".".join(str(p) for p in parts) or "(top level)"
+    loc = ".".join(_key(p) for p in parts) or "(top level)"
     if err["type"] == "extra_forbidden":
-        field = loc.rpartition(".")[2]
+        field = str(parts[-1])
         valid = _fields_at([p for p in err["loc"][:-1]])
         hint = difflib.get_close_matches(field, valid, n=1)
         suggestion = f"did you mean '{hint[0]}'? " if hint else ""
@@ -548,6 +561,12 @@ def _describe(err: Any) -> str:
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{loc}: {msg}{shown}"
+
+
+def _key(part: Any) -> str:
+    """A path component as written in YAML; an odd one (empty, dots, spaces) quoted."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w-]+", text) else repr(part)
 
 
 def _fields_at(loc: list[Any]) -> list[str]:
