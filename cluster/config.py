@@ -25,9 +25,13 @@ HYPERPARAMETERS = ("lr", "hidden_size", "depth", "weight_decay", "batch_size", "
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
+    """Unknown keys are errors: a typo must not silently fall back to a default.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    NaN and infinity are refused: every comparison with NaN is false, so a NaN bound
+    would silently pass every value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ColumnType(StrEnum):

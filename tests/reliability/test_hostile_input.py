@@ -60,6 +60,12 @@ def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
+def dict_get(node: Any, path: tuple) -> Any:
+    for key in path:
+        node = node[key]
+    return node
+
+
 CI_PATHS = paths(ci_raw())
 
 
@@ -69,9 +75,7 @@ def mutated_ci(draw: st.DrawFn) -> tuple[dict[str, Any], tuple]:
     raw = copy.deepcopy(ci_raw())
     path = draw(st.sampled_from(CI_PATHS))
     *parents, leaf = path
-    node = raw
-    for key in parents:
-        node = node[key]
+    node = dict_get(raw, tuple(parents))
     action = draw(st.sampled_from(["replace", "delete", "unknown"]))
     if action == "replace":
         node[leaf] = draw(garbage)
@@ -102,6 +106,27 @@ def test_mutated_ci_config_is_loaded_or_refused_naming_the_path(case):
     dumped = json.dumps(cfg.model_dump(mode="json"))  # a config that loads is a usable one
     assert "NaN" not in dumped and "Infinity" not in dumped
     cfg.digest()
+
+
+NUMERIC_PATHS = [p for p in CI_PATHS if type(dict_get(ci_raw(), p)) in (int, float)]
+
+
+@FUZZ
+@given(st.sampled_from(NUMERIC_PATHS), st.sampled_from([math.nan, math.inf, -math.inf, 10.0**308]))
+def test_non_finite_numbers_are_refused_at_their_path(path, value):
+    raw = ci_raw()
+    *parents, leaf = path
+    dict_get(raw, tuple(parents))[leaf] = value
+    if value == 10.0**308 and path[-1] in ("max", "high"):
+        return  # a huge upper bound is a legal (if odd) choice
+    try:
+        parse_config(raw, source="fuzz.yaml")
+    except ConfigError as exc:
+        assert_precise(str(exc))
+        dotted = ".".join(str(p) for p in path)
+        assert dotted in str(exc) or str(path[0]) in str(exc)
+        return
+    assert value == 10.0**308  # only the finite one may load
 
 
 @FUZZ
