@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster import retry
-from cluster.errors import ClusterUnreachableError
+from cluster.errors import ClusterUnreachableError, ConfigError
 
 SPOOL = "tracking-spool"
 RECORDS = "records.jsonl"
@@ -69,6 +69,8 @@ def apply(client: Any, record: dict[str, Any], base: Path = Path("/")) -> None:
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
     op, run_id = record["op"], record["run_id"]
+    if op in FILE_OPS and not (base / record["path"]).resolve().is_relative_to(base.resolve()):
+        raise ConfigError(f"spool record names {record['path']}, outside its journal {base}")
     if op == "log_batch":
         client.log_batch(
             run_id,
@@ -130,6 +132,8 @@ def _replay(folder: Path, uri: str, retry_seconds: float) -> int:
             record = json.loads(lines[index])
             with redirect_stdout(sys.stderr):  # MLflow prints run URLs; stdout is for --json
                 retry.retry(partial(apply, client, record, folder), retry_seconds, uri)
+        except ConfigError:
+            raise  # a tampered journal: trying again will not help
         except Exception as exc:  # MLflow raises many types; the spool stays for the next try
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ClusterUnreachableError(

@@ -21,6 +21,7 @@ import yaml
 from cluster.config import RelayConfig
 from cluster.runtime import RayInfo, ray_session
 from cluster.tracking import Tracker, provenance_tags
+from cluster.writable import ensure_writable
 
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
 
@@ -61,6 +62,9 @@ def run(
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
+    ensure_writable(cfg.runtime.state_dir, "runtime.state_dir")
+    if cfg.tune.storage_path and "://" not in cfg.tune.storage_path:
+        ensure_writable(cfg.tune.storage_path, "tune.storage_path")
     previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
