@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from cluster.errors import ClusterUnreachableError
+from cluster.redact import redacted
 
 T = TypeVar("T")
 FIRST_PAUSE_SECONDS = 0.25
@@ -16,9 +17,12 @@ MAX_PAUSE_SECONDS = 2.0  # a server back is noticed within 2 s; a retry costs ~m
 
 def own_http_retries(uri: str) -> None:
     """Switch MLflow's HTTP retries off (7 with backoff 2: minutes) unless the user set them,
-    so the retry window here is the whole wait rather than multiplied by MLflow's."""
+    so the retry window here is the whole wait rather than multiplied by MLflow's; and its
+    printed run links off when the URI carries a password."""
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    if redacted(uri) != uri:
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -51,9 +55,10 @@ def retry(call: Callable[[], T], seconds: float, uri: str) -> T:
             if not unreachable(exc):
                 raise
             if time.monotonic() + pause > deadline:
-                first = str(exc).splitlines()[0][:300]
+                first = redacted(str(exc).splitlines()[0][:300])
                 raise ClusterUnreachableError(
-                    f"MLflow tracking server {uri} did not answer for {seconds:g} s: {first}"
+                    f"MLflow tracking server {redacted(uri)} did not answer for {seconds:g} s: "
+                    f"{first}"
                 ) from None
             time.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_SECONDS)

@@ -22,6 +22,7 @@ from typing import Any
 
 from cluster import retry
 from cluster.errors import ClusterUnreachableError, ConfigError
+from cluster.redact import HIDDEN, redacted
 
 SPOOL = "tracking-spool"
 RECORDS = "records.jsonl"
@@ -47,7 +48,8 @@ class Journal:
         """Write one record durably; a file or folder it names is copied into the journal."""
         if self.count == 0:
             self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / META).write_text(json.dumps({"uri": self.uri}))
+            # never the password: sync then needs --tracking-uri with it
+            (self.folder / META).write_text(json.dumps({"uri": redacted(self.uri)}))
         if record["op"] in FILE_OPS:
             source = Path(record["path"])
             copy = Path("files") / str(self.count) / source.name
@@ -108,6 +110,10 @@ def sync(root: Path, uri: str | None = None, retry_seconds: float = 30.0) -> dic
     found = journals(root)
     for folder in found:
         target = uri or json.loads((folder / META).read_text())["uri"]
+        if f":{HIDDEN}@" in target:
+            raise ConfigError(
+                f"{folder} was meant for {target}: pass --tracking-uri with the password"
+            )
         replayed += _replay(folder, target, retry_seconds)
         shutil.rmtree(folder)
     if root.is_dir() and not any(root.iterdir()):
@@ -135,7 +141,7 @@ def _replay(folder: Path, uri: str, retry_seconds: float) -> int:
         except ConfigError:
             raise  # a tampered journal: trying again will not help
         except Exception as exc:  # MLflow raises many types; the spool stays for the next try
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = redacted(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
             raise ClusterUnreachableError(
                 f"relay tracking sync stopped at record {index + 1} of {len(lines)} in {folder} "
                 f"({first}); nothing was deleted: run it again when the server answers"

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from cluster import retry, spool
 from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError
+from cluster.redact import redacted
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"
@@ -111,7 +112,9 @@ class Tracker:
         except ClusterUnreachableError:
             raise
         except Exception as exc:  # MLflow raises many types for an unreachable store
-            raise ClusterUnreachableError(f"MLflow tracking store {uri} unusable: {exc}") from None
+            raise ClusterUnreachableError(
+                f"MLflow tracking store {redacted(uri)} unusable: {redacted(str(exc))}"
+            ) from None
         return tracker
 
     @classmethod
@@ -251,10 +254,11 @@ class Tracker:
     def spooled_message(self) -> str:
         assert self.journal is not None and self.spool_root is not None
         return (
-            f"MLflow tracking server {self.uri} did not answer for {self.retry_seconds:g} s; "
+            f"MLflow tracking server {redacted(self.uri)} did not answer for "
+            f"{self.retry_seconds:g} s; "
             f"{self.journal.count} tracking record(s) are kept in {self.journal.folder}. "
             "When the server is back, upload them with: relay tracking sync "
-            f"--state-dir {self.spool_root.parent} --tracking-uri {self.uri}"
+            f"--state-dir {self.spool_root.parent} --tracking-uri {redacted(self.uri)}"
         )
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -269,7 +273,9 @@ class Tracker:
             if self.journal is None:
                 raise
             logger.warning(
-                "tracking server %s is down: spooling to %s", self.uri, self.journal.folder
+                "tracking server %s is down: spooling to %s",
+                redacted(self.uri),
+                self.journal.folder,
             )
             self.journal.append(record)
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from cluster.config import RelayConfig
+from cluster.redact import redacted
 from cluster.runtime import RayInfo, ray_session
 from cluster.tracking import Tracker, provenance_tags
 from cluster.writable import ensure_writable
@@ -83,7 +84,9 @@ def run(
             runs = progress.StageRuns(tracker, cfg, state)
             _record_start(tracker, pid, cfg, info, resumed=previous is not None)
             summary.update(
-                pipeline_run_id=pid, tracking_uri=tracker.uri, experiment_id=tracker.experiment_id
+                pipeline_run_id=pid,
+                tracking_uri=redacted(tracker.uri),
+                experiment_id=tracker.experiment_id,
             )
             with stage("etl"):
                 if state.done("etl"):
