@@ -25,9 +25,13 @@ HYPERPARAMETERS = ("lr", "hidden_size", "depth", "weight_decay", "batch_size", "
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
+    """Unknown keys are errors: a typo must not silently fall back to a default.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    NaN and infinity are refused: every comparison with NaN is false, so a NaN bound
+    would silently pass every value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ColumnType(StrEnum):
@@ -500,6 +504,13 @@ class TrackingConfig(Strict):
         description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite in state_dir.",
     )
     experiment: str = Field("relay", min_length=1, description="MLflow experiment name.")
+    retry_seconds: float = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="How long tracking writes retry (exponential backoff) while the server is "
+        "down; after that they go to <state_dir>/tracking-spool for `relay tracking sync`.",
+    )
 
 
 class RuntimeConfig(Strict):
@@ -655,6 +666,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -679,25 +696,32 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RelayConfig:
     try:
         return RelayConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        # one problem per line, whatever a hostile key or value holds
+        lines = [_describe(err).replace("\n", "\\n") for err in exc.errors()]
         raise ConfigError(
             f"{source} is invalid:\n" + "\n".join(f"  - {x}" for x in lines)
         ) from None
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    node = raw
+    node: Any = raw
     *parents, leaf = dotted.split(".")
-    for key in parents:
+    for depth, key in enumerate(parents):
         node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            section = ".".join(parents[: depth + 1])
+            raise ConfigError(
+                f"--set {dotted}: {section} is a {type(node).__name__}, not a section "
+                f"with fields; set {section} itself (or fix the config file)"
+            )
     node[leaf] = value
 
 
 def _describe(err: Any) -> str:
     parts = [p for i, p in enumerate(err["loc"]) if not _is_tag(err["loc"], i)]
-    loc = ".".join(str(p) for p in parts) or "(top level)"
+    loc = ".".join(_key(p) for p in parts) or "(top level)"
     if err["type"] == "extra_forbidden":
-        field = loc.rpartition(".")[2]
+        field = str(parts[-1])
         valid = _fields_at([p for p in err["loc"][:-1]])
         hint = difflib.get_close_matches(field, valid, n=1)
         suggestion = f"did you mean '{hint[0]}'? " if hint else ""
@@ -710,6 +734,12 @@ def _describe(err: Any) -> str:
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{loc}: {msg}{shown}"
+
+
+def _key(part: Any) -> str:
+    """A path component as written in YAML; an odd one (empty, dots, spaces) quoted."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w-]+", text) else repr(part)
 
 
 def _fields_at(loc: list[Any]) -> list[str]:

@@ -8,18 +8,23 @@ import logging
 import os
 import platform
 import subprocess
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from cluster import retry, spool
 from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError
+from cluster.redact import redacted
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"
 PIPELINE_TAG = "relay.pipeline_run_id"
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def tracking_uri(cfg: RelayConfig) -> str:
@@ -42,37 +47,85 @@ def default_artifact_root(cfg: RelayConfig) -> str | None:
 
 
 class Tracker:
-    """One MLflow client bound to one tracking URI and experiment."""
+    """One MLflow client bound to one tracking URI and experiment.
 
-    def __init__(self, uri: str, experiment_id: str):
+    Writes retry with exponential backoff for up to `retry_seconds` while the server is down
+    (connection errors, 5xx). Past that, with a spool folder, every write goes to a local journal
+    in order and the run fails at its end with the command that uploads it (`relay tracking
+    sync`); without one, the write fails with ClusterUnreachableError.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        spool_root: Path | None = None,
+        retry_seconds: float = 30.0,
+    ):
         from mlflow.tracking import MlflowClient
 
+        retry.own_http_retries(uri)
         self.uri = uri
         self.experiment_id = experiment_id
+        self.spool_root = spool_root
+        self.retry_seconds = retry_seconds
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.journal = spool.Journal(spool_root, uri) if spool_root else None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What another process needs to build the same Tracker (Tune callbacks are pickled)."""
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "spool_root": self.spool_root,
+            "retry_seconds": self.retry_seconds,
+        }
+
+    @property
+    def spooling(self) -> bool:
+        return self.journal is not None and self.journal.count > 0
 
     @classmethod
-    def open(cls, uri: str, experiment: str, artifact_root: str | None = None) -> Tracker:
+    def open(
+        cls,
+        uri: str,
+        experiment: str,
+        artifact_root: str | None = None,
+        spool_root: Path | None = None,
+        retry_seconds: float = 30.0,
+    ) -> Tracker:
         """Find or create the experiment; an unusable store is a ClusterUnreachableError."""
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        tracker = cls(uri, "")
+        tracker = cls(uri, "", spool_root, retry_seconds)
+        client = tracker.client
         try:
-            found = tracker.client.get_experiment_by_name(experiment)
+            found = tracker._retry(lambda: client.get_experiment_by_name(experiment))
             tracker.experiment_id = (
                 found.experiment_id
                 if found
-                else tracker.client.create_experiment(experiment, artifact_location=artifact_root)
+                else client.create_experiment(experiment, artifact_location=artifact_root)
             )
+        except ClusterUnreachableError:
+            raise
         except Exception as exc:  # MLflow raises many types for an unreachable store
-            raise ClusterUnreachableError(f"MLflow tracking store {uri} unusable: {exc}") from None
+            raise ClusterUnreachableError(
+                f"MLflow tracking store {redacted(uri)} unusable: {redacted(str(exc))}"
+            ) from None
         return tracker
 
     @classmethod
     def from_config(cls, cfg: RelayConfig) -> Tracker:
-        return cls.open(tracking_uri(cfg), cfg.tracking.experiment, default_artifact_root(cfg))
+        return cls.open(
+            tracking_uri(cfg),
+            cfg.tracking.experiment,
+            default_artifact_root(cfg),
+            spool.spool_root(cfg.runtime.state_dir),
+            cfg.tracking.retry_seconds,
+        )
 
     def start(
         self,
@@ -81,12 +134,17 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
         stage: str | None = None,
     ) -> str:
+        """Create a run: it needs the server's answer (the id), so it cannot be spooled."""
+        if self.spooling:
+            raise ClusterUnreachableError(self.spooled_message())
         all_tags = dict(tags or {})
         if parent:
             all_tags[PARENT_TAG] = parent
         if stage:
             all_tags[STAGE_TAG] = stage
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run = self._retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        )
         return run.info.run_id
 
     @contextmanager
@@ -101,18 +159,25 @@ class Tracker:
         """A run that ends FINISHED, or FAILED (re-raising) when the block raises.
 
         `reopen` continues an interrupted run (same id, status back to RUNNING) instead.
+        Records spooled during the block fail it at its end, once everything is journalled.
         """
         if reopen:
-            self.client.update_run(reopen, status="RUNNING")
+            self._write({"op": "update_run", "run_id": reopen, "status": "RUNNING"})
             run_id = reopen
         else:
             run_id = self.start(name, parent, tags, stage)
         try:
             yield run_id
         except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
+            self.set_terminated(run_id, "FAILED")
             raise
-        self.client.set_terminated(run_id, "FINISHED")
+        self.set_terminated(run_id, "FINISHED")
+        if self.spooling:
+            raise ClusterUnreachableError(self.spooled_message())
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        end = int(time.time() * 1000)
+        self._write({"op": "set_terminated", "run_id": run_id, "status": status, "end_time": end})
 
     def log(
         self,
@@ -122,16 +187,48 @@ class Tracker:
         tags: Mapping[str, Any] | None = None,
         step: int = 0,
     ) -> None:
-        """Everything in one batched call."""
-        from mlflow.entities import Metric, Param, RunTag
-
+        """Everything in one batched call, timestamped now (a replay keeps the timestamp)."""
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        self._write(
+            {
+                "op": "log_batch",
+                "run_id": run_id,
+                "metrics": [[k, float(v), now, step] for k, v in (metrics or {}).items()],
+                "params": {k: str(v) for k, v in (params or {}).items()},
+                "tags": {k: str(v) for k, v in (tags or {}).items()},
+            }
         )
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self._write(
+            {
+                "op": "log_artifact",
+                "run_id": run_id,
+                "path": str(Path(path).resolve()),
+                "artifact_path": artifact_path,
+            }
+        )
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
+        """The folder's contents under `artifact_path`."""
+        self._write(
+            {
+                "op": "log_artifacts",
+                "run_id": run_id,
+                "path": str(Path(folder).resolve()),
+                "artifact_path": artifact_path,
+            }
+        )
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="relay-artifact-") as tmp:
+            local = Path(tmp) / Path(artifact_file).name
+            local.write_text(text)
+            parent = Path(artifact_file).parent
+            self.log_artifact(run_id, local, None if parent == Path(".") else str(parent))
+
+    def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
+        self.log_text(run_id, json.dumps(data, indent=2, default=str), artifact_file)
 
     def log_input(
         self,
@@ -144,19 +241,46 @@ class Tracker:
         profile: Any = None,
     ) -> None:
         """Record what a run consumed (a dataset, a model version) as an MLflow run input."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        dataset = {
+            "name": name,
+            "digest": digest[:32],  # MLflow caps digests at 36 chars; keep the full one in a tag
+            "source_type": "local" if "uri" in source else "relay",
+            "source": json.dumps(source),
+            "schema": None if schema is None else json.dumps(schema),
+            "profile": None if profile is None else json.dumps(profile),
+        }
+        self._write({"op": "log_inputs", "run_id": run_id, "dataset": dataset, "context": context})
 
-        entity = Dataset(
-            name=name,
-            digest=digest[:32],  # MLflow caps digests at 36 chars; keep the full one in a tag
-            source_type="local" if "uri" in source else "relay",
-            source=json.dumps(source),
-            schema=None if schema is None else json.dumps(schema),
-            profile=None if profile is None else json.dumps(profile),
+    def spooled_message(self) -> str:
+        assert self.journal is not None and self.spool_root is not None
+        return (
+            f"MLflow tracking server {redacted(self.uri)} did not answer for "
+            f"{self.retry_seconds:g} s; "
+            f"{self.journal.count} tracking record(s) are kept in {self.journal.folder}. "
+            "When the server is back, upload them with: relay tracking sync "
+            f"--state-dir {self.spool_root.parent} --tracking-uri {redacted(self.uri)}"
         )
-        self.client.log_inputs(
-            run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", context)])]
-        )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """Send a record; once the server stayed down past the window, journal it instead."""
+        if self.spooling:
+            assert self.journal is not None
+            self.journal.append(record)
+            return
+        try:
+            self._retry(lambda: spool.apply(self.client, record))
+        except ClusterUnreachableError:
+            if self.journal is None:
+                raise
+            logger.warning(
+                "tracking server %s is down: spooling to %s",
+                redacted(self.uri),
+                self.journal.folder,
+            )
+            self.journal.append(record)
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        return retry.retry(call, self.retry_seconds, self.uri)
 
 
 def provenance_tags() -> dict[str, str]:

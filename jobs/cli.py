@@ -392,6 +392,33 @@ def tracking_down(state_dir: StateOption = ".relay") -> None:
         fail(exc)
 
 
+@tracking_app.command("sync")
+def tracking_sync(
+    state_dir: Annotated[
+        str, typer.Option(help="The run's state dir: its tracking-spool folder is replayed")
+    ] = ".relay",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="Send to this server instead of the one each journal was meant for"),
+    ] = None,
+    retry_seconds: Annotated[
+        float, typer.Option(help="How long to wait for a server that does not answer")
+    ] = 30.0,
+) -> None:
+    """Upload what a run spooled while the tracking server was down, then delete the spool.
+
+    Same run ids, timestamps and steps; safe to run again after an interruption.
+    Example: relay tracking sync --state-dir .relay --tracking-uri http://127.0.0.1:5000
+    """
+    from cluster import spool
+
+    try:
+        result = spool.sync(spool.spool_root(state_dir), tracking_uri, retry_seconds)
+    except RelayError as exc:
+        fail(exc)
+    print(json.dumps(result))
+
+
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(jobs_app, name="jobs")
 app.command("submit")(submit)

@@ -91,8 +91,8 @@ def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
                 "relay.node_ids": ",".join(dataset.node_ids),
             },
         )
-        tracker.client.log_artifact(run_id, str(dataset.path / META))
-        tracker.client.log_artifact(run_id, str(dataset.path / PROFILE))
+        tracker.log_artifact(run_id, dataset.path / META)
+        tracker.log_artifact(run_id, dataset.path / PROFILE)
         tracker.log_input(
             run_id,
             name=dataset.meta["name"],

@@ -19,8 +19,10 @@ from typing import Any
 import yaml
 
 from cluster.config import RelayConfig
+from cluster.redact import redacted
 from cluster.runtime import RayInfo, ray_session
 from cluster.tracking import Tracker, provenance_tags
+from cluster.writable import ensure_writable
 
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
 
@@ -63,6 +65,9 @@ def run(
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
+    ensure_writable(cfg.runtime.state_dir, "runtime.state_dir")
+    if cfg.tune.storage_path and "://" not in cfg.tune.storage_path:
+        ensure_writable(cfg.tune.storage_path, "tune.storage_path")
     previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
@@ -81,7 +86,9 @@ def run(
             runs = progress.StageRuns(tracker, cfg, state)
             _record_start(tracker, pid, cfg, info, resumed=previous is not None)
             summary.update(
-                pipeline_run_id=pid, tracking_uri=tracker.uri, experiment_id=tracker.experiment_id
+                pipeline_run_id=pid,
+                tracking_uri=redacted(tracker.uri),
+                experiment_id=tracker.experiment_id,
             )
             with stage("etl"):
                 if state.done("etl"):
@@ -155,12 +162,12 @@ def run(
                     "relay.promoted": str(summary.get("promoted", "")).lower(),
                 },
             )
-            tracker.client.log_dict(pid, summary, "summary.json")
+            tracker.log_dict(pid, summary, "summary.json")
             if "model_version" in summary:
                 from jobs import lineage
 
                 graph = lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
-                tracker.client.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
+                tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
             state.finished = True
             progress.save(cfg, state)
         if on_summary:
@@ -194,7 +201,7 @@ def _record_start(
             **({"relay.resumed": "true"} if resumed else {}),
         },
     )
-    tracker.client.log_text(
+    tracker.log_text(
         pid, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
     )
 

@@ -22,6 +22,7 @@ from cluster.errors import DataQualityError
 from cluster.registry import ModelRef, load_verified, resolve
 from cluster.runtime import ray_session
 from cluster.tracking import Tracker
+from cluster.writable import ensure_writable
 from jobs.sources import RawFile, raw_sha256, resolve_files
 from jobs.validate import REASONS_COLUMN, ROW_COLUMN, validate
 from serving.model import Predictor
@@ -101,6 +102,7 @@ def batch(
     output = output.resolve()
     if output.exists() and any(output.iterdir()):
         raise DataQualityError(f"--output {output} is not empty: choose a new folder")
+    ensure_writable(output, "--output")
     tracker = Tracker.from_config(cfg)
     ref = resolve(tracker.client, cfg.model.name, model or cfg.serve.alias)
     spec, tensors = load_verified(tracker.client, ref)  # checked once, before any worker
@@ -132,7 +134,7 @@ def batch(
         }
         (output / MANIFEST).write_text(json.dumps(summary, indent=2))
         tracker.log(run_id, params={"inputs": len(files), "output": str(output)}, metrics=counts)
-        tracker.client.log_artifact(run_id, str(output / MANIFEST))
+        tracker.log_artifact(run_id, output / MANIFEST)
     return summary
 
 

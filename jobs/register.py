@@ -50,7 +50,7 @@ def run(
         with tempfile.TemporaryDirectory(prefix="relay-bundle-") as tmp:
             folder = Path(tmp) / BUNDLE_PATH
             sha = write_bundle(folder, evaluation.state_dict, evaluation.spec)
-            client.log_artifacts(outcome.best_run_id, str(folder), artifact_path=BUNDLE_PATH)
+            tracker.log_artifacts(outcome.best_run_id, folder, artifact_path=BUNDLE_PATH)
         name = cfg.model.name
         try:
             client.get_registered_model(name)

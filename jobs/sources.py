@@ -32,6 +32,7 @@ SUFFIXES = {
     ".ndjson": "json",
 }
 _GLOB = set("*?[")
+MAX_FIELD_CHARS = 1 << 26  # one CSV value up to 64 Mi characters (the csv module's is 128 Ki)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,13 @@ def column_names(raw: RawFile) -> list[str]:
         head = handle.read(1 << 20)
     if raw.format == "csv":
         first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
-        return next(csv.reader([first]), [])
+        try:
+            return next(csv.reader([first]), [])
+        except csv.Error as exc:
+            raise DataQualityError(
+                f"{raw.uri}: the header line is not readable CSV ({exc}); save the file as "
+                "UTF-8 CSV with one header line"
+            ) from None
     names: dict[str, None] = {}
     for line in head.splitlines()[:100]:
         try:
@@ -168,7 +175,7 @@ def batches(
     strings = pa.schema([(n, pa.string()) for n in names])
     with fs.open_input_stream(path) as handle:
         if not fast:
-            yield from _python_batches(handle, raw.format, strings, batch_rows)
+            yield from _python_batches(handle, raw.uri, raw.format, strings, batch_rows)
         elif raw.format == "csv":
             from pyarrow import csv as pacsv
 
@@ -222,16 +229,29 @@ def _as_strings(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
     return column.cast(pa.string())
 
 
-def _python_batches(handle, fmt: str, schema: pa.Schema, batch_rows: int) -> Iterator[pa.Table]:
-    """The slow, forgiving reader: any bytes, any JSON types; values become strings."""
+def _python_batches(
+    handle, uri: str, fmt: str, schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.Table]:
+    """The slow, forgiving reader: any bytes, any JSON types; values become strings.
+
+    A CSV the csv module cannot split into rows (a bare carriage return in an unquoted
+    field) fails the file with its line number: its rows cannot be counted, so none are kept.
+    """
     text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     rows = csv.DictReader(text) if fmt == "csv" else _json_rows(text)
     buffer: list[dict] = []
-    for row in rows:
-        buffer.append(row)
-        if len(buffer) >= batch_rows:
-            yield _to_table(buffer, schema)
-            buffer = []
+    try:
+        for row in rows:
+            buffer.append(row)
+            if len(buffer) >= batch_rows:
+                yield _to_table(buffer, schema)
+                buffer = []
+    except csv.Error as exc:
+        line = rows.line_num if isinstance(rows, csv.DictReader) else "?"
+        raise DataQualityError(
+            f"{uri}: not readable as CSV at line {line} ({exc}); fix or quote that field"
+        ) from None
     if buffer:
         yield _to_table(buffer, schema)
 

@@ -22,9 +22,10 @@ class TrialRuns(Callback):
     """Creates, fills and closes the trial runs under one tune run."""
 
     def __init__(
-        self, uri: str, experiment_id: str, tune_run_id: str, epochs: int, defaults: dict[str, Any]
+        self, tracker: dict[str, Any], tune_run_id: str, epochs: int, defaults: dict[str, Any]
     ):
-        self.uri, self.experiment_id = uri, experiment_id
+        self.settings = tracker  # Tracker.settings: the driver's tracker, rebuilt after pickling
+        self.experiment_id = tracker["experiment_id"]
         self.tune_run_id, self.epochs, self.defaults = tune_run_id, epochs, defaults
         self._tracker: Tracker | None = None
         self._runs: dict[str, str] = {}  # trial id -> run id
@@ -37,7 +38,7 @@ class TrialRuns(Callback):
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
-            self._tracker = Tracker(self.uri, self.experiment_id)
+            self._tracker = Tracker(**self.settings)
             self._runs = self.existing()
         return self._tracker
 
@@ -106,4 +107,4 @@ class TrialRuns(Callback):
     def _close(self, trial: Any, status: str, epochs: int) -> None:
         run_id = self.run_for(trial)
         self.tracker.log(run_id, tags={"relay.trial_status": status, "relay.epochs_run": epochs})
-        self.tracker.client.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")
+        self.tracker.set_terminated(run_id, "FAILED" if status == "failed" else "FINISHED")

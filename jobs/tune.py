@@ -160,7 +160,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             else FIFOScheduler()
         )
         trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
-        trial_runs = TrialRuns(tracker.uri, tracker.experiment_id, run_id, ctx.epochs, defaults)
+        trial_runs = TrialRuns(tracker.settings, run_id, ctx.epochs, defaults)
         if tune.Tuner.can_restore(f"{storage}/{name}"):
             tuner = tune.Tuner.restore(
                 f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
@@ -296,7 +296,7 @@ def _record(
         png = plots.learning_curves(
             histories, best_run, cfg.tune.metric, Path(folder) / "learning_curves.png"
         )
-        tracker.client.log_artifact(run_id, str(png))
+        tracker.log_artifact(run_id, png)
     return TuneOutcome(
         run_id=run_id,
         best_run_id=best_run,

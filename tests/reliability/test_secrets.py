@@ -1,0 +1,90 @@
+"""Secrets never reach logs, MLflow or the state dir: plant them, run, then search everything."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cluster import spool
+from cluster.errors import ClusterUnreachableError
+from cluster.tracking import Tracker
+from jobs import pipeline
+from jobs.cli import app
+from tests.conftest import free_port
+
+
+def artifact_files(client: MlflowClient, run_id: str, folder: Path, path: str = "") -> list[Path]:
+    files: list[Path] = []
+    for item in client.list_artifacts(run_id, path or None):
+        if item.is_dir:
+            files += artifact_files(client, run_id, folder, item.path)
+        else:
+            files.append(Path(client.download_artifacts(run_id, item.path, str(folder))))
+    return files
+
+
+def test_planted_secrets_appear_in_no_log_run_artifact_or_file(
+    ray_cluster, make_config, tmp_path, monkeypatch, caplog, capfd
+):
+    secrets = {
+        "RELAY_SERVE_TOKEN": f"serve-token-{uuid.uuid4().hex}",
+        "RELAY_PII_KEY": f"pii-salt-{uuid.uuid4().hex}",
+        "RELAY_DB_PASSWORD": f"db-password-{uuid.uuid4().hex}",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.DEBUG)
+    cfg = make_config(etl={"pii": "hash"}, tune={"num_samples": 1})
+    summary = pipeline.run(cfg, until="register")
+    assert summary["model_version"] == 1  # the whole run happened, through registration
+
+    client = MlflowClient(tracking_uri=summary["tracking_uri"])
+    runs = client.search_runs([summary["experiment_id"]])
+    assert len(runs) >= 5  # pipeline, etl, tune, trial, evaluate, register
+    texts: list[str] = []
+    for run in runs:
+        data = run.data
+        texts += [run.info.run_name or "", *data.params.values(), *data.tags.values()]
+        texts += [*data.params, *data.tags, *data.metrics]
+        texts += [d.dataset.source + (d.dataset.profile or "") for d in run.inputs.dataset_inputs]
+        texts += [
+            f.read_bytes().decode("latin-1")
+            for f in artifact_files(client, run.info.run_id, tmp_path / "artifacts")
+        ]
+    assert any("summary.json" in str(f) for f in (tmp_path / "artifacts").rglob("*"))
+    captured = capfd.readouterr()
+    texts += [captured.out, captured.err, caplog.text]
+    state = Path(cfg.runtime.state_dir)
+    files = [p for p in state.rglob("*") if p.is_file()]
+    assert any(p.name == "mlflow.db" for p in files) and any(p.suffix == ".parquet" for p in files)
+    texts += [p.read_bytes().decode("latin-1") for p in files]
+    for name, value in secrets.items():
+        leaks = [t[max(0, t.find(value) - 80) : t.find(value) + 80] for t in texts if value in t]
+        assert not leaks, f"{name} leaked: {leaks[:3]}"
+
+
+def test_a_password_in_the_tracking_uri_stays_out_of_messages_and_the_spool(
+    tmp_path, caplog, capfd
+):
+    secret = f"db-password-{uuid.uuid4().hex}"
+    uri = f"http://relay:{secret}@127.0.0.1:{free_port()}"  # nothing listens: an outage
+    root = spool.spool_root(tmp_path)
+    with pytest.raises(ClusterUnreachableError) as opened:
+        Tracker.open(uri, "x", spool_root=root, retry_seconds=0.5)
+    tracker = Tracker(uri, "0", spool_root=root, retry_seconds=0.5)
+    with pytest.raises(ClusterUnreachableError) as spooled, tracker.run("s", reopen="r" * 32):
+        tracker.log("r" * 32, params={"p": 1}, metrics={"m": 1.0})
+    messages = [str(opened.value), str(spooled.value)]
+    assert all("relay:***@127.0.0.1" in m for m in messages)
+    synced = CliRunner().invoke(app, ["tracking", "sync", "--state-dir", str(tmp_path)])
+    assert synced.exit_code == 2 and "pass --tracking-uri with the password" in synced.output
+    on_disk = [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
+    assert on_disk  # the journal is there, without the password
+    captured = capfd.readouterr()
+    texts = [*messages, synced.output, *on_disk, captured.out, captured.err, caplog.text]
+    assert not [t for t in texts if secret in t]
