@@ -363,6 +363,12 @@ class ServeConfig(Strict):
         "Applied when relay starts Ray itself; an existing cluster needs the same RAY_SERVE_* "
         "variables in the environment of its `ray start`.",
     )
+    poll_alias_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Replicas look the aliases up this often and swap in the versions they "
+        "moved to (same input schema), without a redeploy; default off (a deploy swaps).",
+    )
     throughput_optimized: bool = Field(
         False,
         description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: Serve's throughput preset (user code "

@@ -424,6 +424,24 @@ def test_champion_challenger_rollout_splits_promotes_and_rolls_back(run):
     assert tags["relay.rollout_action"] == "promote" and tags[STAGE_TAG] == "rollout"
 
 
+def test_polling_replicas_follow_the_alias_without_a_redeploy(run):
+    """After the rollout test: champion is version 1, version 2 holds `previous`."""
+    from jobs.deploy import get_json, serve_app, wait_for_version
+
+    s, client = run["summary"], run["client"]
+    cfg = parse_config(
+        merge(run["cfg"].model_dump(mode="json"), {"serve": {"poll_alias_seconds": 0.5}})
+    )
+    endpoint, _ = serve_app(cfg, s["tracking_uri"])
+    wait_for_version(endpoint, 1)
+    for version in (2, 1):
+        client.set_registered_model_alias(s["model_name"], "champion", str(version))
+        moved = time.monotonic()
+        wait_for_version(endpoint, version, timeout=15)  # no deploy: the replica noticed
+        print(f"alias -> {version}: served after {time.monotonic() - moved:.1f} s")
+    assert get_json(f"{endpoint}/healthz")["model_version"] == 1
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: (
