@@ -121,6 +121,7 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             self.challenger: Served | None = None
             self.share = 0.0
             self.poller: asyncio.Task | None = None
+            self.refused: set[int] = set()  # versions the poller may not swap in
             self._batched.set_max_batch_size(args.max_batch_size)
             self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
             self.predictions = metrics.Counter(
@@ -165,19 +166,23 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
                     served = self.served.ref.version if self.served else None
                     other = self.challenger.ref.version if self.challenger else None
                     wanted = challenger.version if challenger else None
-                    if (champion.version, wanted) == (served, other):
+                    moved = (champion.version, wanted) != (served, other)
+                    if not moved or {champion.version, wanted} & self.refused:
                         continue
                     loaded = [await asyncio.to_thread(self._load, champion.version)]
                     if challenger:
                         loaded.append(await asyncio.to_thread(self._load, challenger.version))
-                    if self.served and any(
-                        v.spec["input_schema"] != self.served.spec["input_schema"] for v in loaded
-                    ):
+                    schema = self.served.spec["input_schema"] if self.served else None
+                    other_inputs = {
+                        v.ref.version for v in loaded if v.spec["input_schema"] != schema
+                    }
+                    if schema is not None and other_inputs:
                         log.warning(
-                            "alias moved to version %s with another input schema: "
-                            "redeploy to serve it",
-                            champion.version,
+                            "aliases moved to version(s) %s with another input schema: "
+                            "redeploy to serve them",
+                            sorted(other_inputs),
                         )
+                        self.refused |= other_inputs
                         continue
                     await self.reconfigure(
                         {"version": champion.version, "challenger": wanted,
