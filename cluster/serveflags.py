@@ -19,8 +19,8 @@ HAPROXY_MAXCONN = "4000"
 
 
 def serve_flags(serve: ServeConfig) -> dict[str, str]:
-    """The variables `serve.ingress` and `serve.throughput_optimized` stand for."""
-    flags: dict[str, str] = {}
+    """The variables that `ingress`, `throughput_optimized` and `proxy_health_check_s` mean."""
+    flags = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": str(serve.proxy_health_check_s)}
     if serve.throughput_optimized:
         flags["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     # the preset turns direct ingress on by itself: `ingress` decides

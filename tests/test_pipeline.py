@@ -508,7 +508,7 @@ class Load:
                 self.raw_status.append(status.status_code)
             except httpx.TransportError:
                 self.raw_status.append(0)
-                time.sleep(0.05)  # a refused connection returns at once: count, don't spin
+                time.sleep(REFUSED_PAUSE_S)  # a refused connection returns at once: don't spin
 
     def _client(self) -> None:
         while not self.stop.is_set():
@@ -518,9 +518,12 @@ class Load:
                 self.client_errors.append(exc)
 
 
-# The most plain requests (of ~2-4 s of traffic at ~30-60 req/s) that failed while the process
-# was away, measured here: see README "Serving: faults".
-SERVE_PROCESS_LOSS = {"ray::ServeController": 0, "ray::ProxyActor": 200}
+REFUSED_PAUSE_S = 0.1
+# Seconds until a killed Serve process is replaced and requests succeed again (measured here:
+# controller 2.5 s, requests kept flowing; proxy ~7 s with relay's 2 s proxy health check,
+# ~31 s with Serve's default 10 s). While the proxy is away its port refuses connections:
+# the plain loop fails at most once per REFUSED_PAUSE_S; the client's retries ride it out.
+SERVE_PROCESS_LOSS = {"ray::ServeController": 10.0, "ray::ProxyActor": 15.0}
 
 
 @pytest.mark.parametrize("title", list(SERVE_PROCESS_LOSS))
@@ -532,7 +535,7 @@ def test_losing_serves_controller_or_proxy_under_load_recovers_alone(run, title)
     endpoint = run["summary"]["endpoint"]
     before = pids(title)
     assert len(before) == 1, before
-    with Load(run, retries=8) as load:
+    with Load(run, retries=7) as load:  # backoff 0.2 s doubling: ~25 s in all
         time.sleep(1)
         os.kill(next(iter(before)), signal.SIGKILL)
         killed_at = time.monotonic()
@@ -551,7 +554,10 @@ def test_losing_serves_controller_or_proxy_under_load_recovers_alone(run, title)
         f"{title} loss: {len(failed)} of {len(load.raw_status)} raw requests failed "
         f"{set(failed)}, client retried {load.client.retried}, recovered in {recovered:.1f} s"
     )
-    assert len(failed) <= SERVE_PROCESS_LOSS[title] and set(failed) <= {0, 500, 502, 503}
+    assert recovered <= SERVE_PROCESS_LOSS[title]
+    if title == "ray::ServeController":
+        assert failed == []  # proxy and replica keep serving without their controller
+    assert len(failed) <= recovered / REFUSED_PAUSE_S + 5 and set(failed) <= {0, 500, 502, 503}
     assert load.client_errors == []
 
 

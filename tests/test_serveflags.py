@@ -12,15 +12,17 @@ from cluster.serveflags import haproxy_binary, serve_flags
 
 
 def test_proxy_is_the_default_and_keeps_the_preset_off_direct_ingress():
-    assert serve_flags(ServeConfig()) == {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
-    assert serve_flags(ServeConfig(throughput_optimized=True)) == {
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    assert serve_flags(ServeConfig()) == {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2.0",  # a dead proxy is replaced in ~7 s
     }
+    preset = serve_flags(ServeConfig(throughput_optimized=True))
+    assert preset["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert preset["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
 
 
 def test_direct_and_haproxy_ingress():
-    assert serve_flags(ServeConfig(ingress="direct")) == {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"}
+    assert serve_flags(ServeConfig(ingress="direct"))["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     flags = serve_flags(ServeConfig(ingress="haproxy"))
     assert flags["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert flags["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
