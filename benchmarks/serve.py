@@ -1,12 +1,14 @@
 """relay's Serve endpoint against bare FastAPI + uvicorn serving the same model.
 
-Usage: python benchmarks/serve.py [--seconds 10]   (needs wrk: apt-get install wrk)
+Usage: python benchmarks/serve.py [--seconds 10] [--ingress proxy|direct|haproxy]
+           [--throughput-optimized] [--batch-wait S]       (needs wrk: apt-get install wrk)
 Trains the CI pipeline's model into a temporary store, serves it with relay (Ray Serve,
 batching, auth: exactly what `relay run` deploys) and with benchmarks/bare_serve.py (one
 uvicorn worker), and loads each with the same wrk run: single-record requests at
 concurrency 1, 8 and 32, then 256-record /predict/batch requests at concurrency 8.
-Ray Serve flags such as RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment reach the Ray
-it starts. The last line is one JSON object.
+The switches are the `serve` config's `ingress`, `throughput_optimized` and
+`batch_wait_timeout_s`: relay starts its Ray with the matching RAY_SERVE_* flags.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    seconds = parser.parse_args().seconds
+    parser.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="proxy")
+    parser.add_argument("--throughput-optimized", action="store_true")
+    parser.add_argument("--batch-wait", type=float, default=None, help="batch_wait_timeout_s")
+    options = parser.parse_args()
+    seconds = options.seconds
     from ray import serve
 
     from cluster.config import load_config
@@ -84,11 +90,22 @@ def main() -> None:
     port, bare_port = free_port(), free_port()
     cfg = load_config(
         ROOT / "configs" / "ci.yaml",
-        overrides={"runtime.state_dir": str(state), "tracking.uri": uri, "serve.port": port},
+        overrides={
+            "runtime.state_dir": str(state),
+            "tracking.uri": uri,
+            "serve.port": port,
+            "serve.ingress": options.ingress,
+            "serve.throughput_optimized": options.throughput_optimized,
+            **(
+                {}
+                if options.batch_wait is None
+                else {"serve.batch_wait_timeout_s": options.batch_wait}
+            ),
+        },
     )
     bare = None
     try:
-        with ray_session(cfg.runtime):
+        with ray_session(cfg.runtime, serve=cfg.serve):
             from jobs import pipeline
 
             summary = pipeline.run(cfg, keep_serving=True)
@@ -123,8 +140,12 @@ def main() -> None:
             results["added_p50_ms_c1"] = round(
                 results["c1"]["relay_p50_ms"] - results["c1"]["bare_p50_ms"], 3
             )
-            results["serve_flags"] = {
-                k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE")
+            results["serve"] = {
+                "ingress": cfg.serve.ingress,
+                "throughput_optimized": cfg.serve.throughput_optimized,
+                "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
+                "endpoint": summary["endpoint"],
+                "flags": {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE")},
             }
             serve.shutdown()
     finally:

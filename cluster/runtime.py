@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from cluster.config import RuntimeConfig
+from cluster.config import RuntimeConfig, ServeConfig
 from cluster.errors import ClusterUnreachableError
+from cluster.serveflags import serve_flags
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,14 @@ def quiet_environment() -> None:
 
 
 @contextmanager
-def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayInfo]:
+def ray_session(
+    cfg: RuntimeConfig, address: str | None = None, serve: ServeConfig | None = None
+) -> Iterator[RayInfo]:
     """Yield a connected Ray; shut it down afterwards only if this call started it.
 
-    An already initialised Ray (a test fixture, a notebook, a Ray job driver) is reused as is.
+    The Ray this call starts gets `serve`'s flags (`serve_flags`) in its environment. An
+    already running one (a cluster, a test fixture, a notebook, a Ray job driver) is reused as
+    is: its flags are those of the environment it was started with.
     """
     import ray
 
@@ -64,12 +69,16 @@ def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayI
         return
     target = resolve_address(cfg, address)
     temp_dir = None
+    saved: dict[str, str | None] = {}
     try:
         if target:
             ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True)
         else:
             # A private cluster: never attach to whatever /tmp/ray/ray_current_cluster names.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            flags = serve_flags(serve) if serve else {}
+            saved = {key: os.environ.get(key) for key in flags}
+            os.environ.update(flags)  # raylet, and through it every worker, inherits them
             temp_dir = tempfile.mkdtemp(prefix="relay-ray-")
             ray.init(
                 address="local",
@@ -91,6 +100,11 @@ def ray_session(cfg: RuntimeConfig, address: str | None = None) -> Iterator[RayI
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        for key, value in saved.items():  # the next session starts from the user's own
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def node_id() -> str:

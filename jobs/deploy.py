@@ -83,7 +83,34 @@ def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]
             f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
             "(A taken port? Set serve.port)"
         ) from None
+    if cfg.serve.ingress == "direct":
+        return direct_endpoint(cfg.model.name, cfg.serve.host, cfg.serve.route_prefix), args
+    # proxy: Serve's proxy listens there; haproxy: HAProxy does, in front of the replicas
     return f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}", args
+
+
+def direct_endpoint(app_name: str, host: str, route_prefix: str, timeout: float = 30.0) -> str:
+    """The HTTP address of the app's first ingress replica (direct ingress, no HAProxy).
+
+    Serve allocates each replica its own port and tells only its routers (HAProxy), through
+    the controller's target groups (no public API yet); a replaced replica gets a new one.
+    The replica binds `host` (serve.host): its node's IP only when that is a wildcard.
+    """
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    deadline = time.monotonic() + timeout
+    while True:
+        groups = ray.get(controller.get_target_groups.remote(app_name))
+        for group in groups:
+            if group.protocol == "HTTP" and group.targets and group.app_name == app_name:
+                target = group.targets[0]
+                address = target.ip if host in ("0.0.0.0", "::") else host
+                return f"http://{address}:{target.port}{route_prefix}"
+        if time.monotonic() > deadline:
+            raise ServingError(f"no ingress replica of {app_name} reported an HTTP port")
+        time.sleep(0.5)
 
 
 def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment:

@@ -71,7 +71,7 @@ def run(
     previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
-    with ray_session(cfg.runtime, address) as info:
+    with ray_session(cfg.runtime, address, serve=cfg.serve) as info:
         timings["ray"] = round(time.perf_counter() - started, 2)
         tracker = Tracker.from_config(cfg)
         reopen = previous.pipeline_run_id if previous else None

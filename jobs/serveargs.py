@@ -32,4 +32,5 @@ def serve_args(
         "token_env": s.token_env,
         "token_file": token_file,
         "log_level": log_level,
+        "poll_alias_seconds": s.poll_alias_seconds,
     }

@@ -70,6 +70,12 @@ class AppArgs(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Replica log level (INFO includes one access line per request)."
     )
+    poll_alias_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Every so many seconds each replica looks the aliases up and swaps in "
+        "the versions they moved to (same input schema only); None: only a redeploy swaps.",
+    )
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,8 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             self.served: Served | None = None
             self.challenger: Served | None = None
             self.share = 0.0
+            self.poller: asyncio.Task | None = None
+            self.refused: set[int] = set()  # versions the poller may not swap in
             self._batched.set_max_batch_size(args.max_batch_size)
             self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
             self.predictions = metrics.Counter(
@@ -136,6 +144,8 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
                 challenger = await asyncio.to_thread(self._load, user_config["challenger"])
             self.served, self.challenger = champion, challenger
             self.share = float(user_config.get("share", 0.0)) if challenger else 0.0
+            if self.args.poll_alias_seconds and self.poller is None:
+                self.poller = asyncio.get_running_loop().create_task(self._poll())
             log.info(
                 "serving %s version %s%s",
                 champion.ref.name,
@@ -144,6 +154,42 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
                 if challenger
                 else "",
             )
+
+        async def _poll(self) -> None:
+            """Follow the aliases: a promotion reaches this replica without a redeploy."""
+            while True:
+                await asyncio.sleep(self.args.poll_alias_seconds or 0)
+                try:
+                    champion, challenger = await asyncio.to_thread(
+                        alias_versions, self.client, self.args
+                    )
+                    served = self.served.ref.version if self.served else None
+                    other = self.challenger.ref.version if self.challenger else None
+                    wanted = challenger.version if challenger else None
+                    moved = (champion.version, wanted) != (served, other)
+                    if not moved or {champion.version, wanted} & self.refused:
+                        continue
+                    loaded = [await asyncio.to_thread(self._load, champion.version)]
+                    if challenger:
+                        loaded.append(await asyncio.to_thread(self._load, challenger.version))
+                    schema = self.served.spec["input_schema"] if self.served else None
+                    other_inputs = {
+                        v.ref.version for v in loaded if v.spec["input_schema"] != schema
+                    }
+                    if schema is not None and other_inputs:
+                        log.warning(
+                            "aliases moved to version(s) %s with another input schema: "
+                            "redeploy to serve them",
+                            sorted(other_inputs),
+                        )
+                        self.refused |= other_inputs
+                        continue
+                    await self.reconfigure(
+                        {"version": champion.version, "challenger": wanted,
+                         "share": self.args.challenger_share}
+                    )  # fmt: skip
+                except Exception:  # the registry may be briefly away: keep serving, retry
+                    log.exception("alias poll failed")
 
         def _load(self, version: int) -> Served:
             """The version, verified; re-used when already loaded as champion or challenger."""
@@ -250,27 +296,34 @@ def _ids(served: Served) -> dict[str, str]:
     }
 
 
+def alias_versions(client: Any, args: AppArgs) -> tuple[Any, Any]:
+    """The champion's and (when it gets a share) the challenger's ModelRef, from the registry."""
+    from cluster.registry import aliased, resolve
+
+    champion = resolve(client, args.model_name, args.alias)
+    if not args.challenger_alias or args.challenger_share <= 0:
+        return champion, None
+    return champion, aliased(client, args.model_name, args.challenger_alias)
+
+
 def build(args: dict[str, Any]) -> serve.Application:
     """Application builder for `serve run serving.app:build key=value ...`."""
     from mlflow.tracking import MlflowClient
 
     from cluster.errors import ServingError
-    from cluster.registry import aliased, load_verified, resolve
+    from cluster.registry import load_verified
     from serving.schema import request_model
 
     parsed = AppArgs.model_validate(args)
     client = MlflowClient(tracking_uri=parsed.tracking_uri, registry_uri=parsed.tracking_uri)
-    ref = resolve(client, parsed.model_name, parsed.alias)
+    ref, other = alias_versions(client, parsed)
     spec, _ = load_verified(client, ref)  # its input schema types the routes
-    challenger = None
-    if parsed.challenger_alias and parsed.challenger_share > 0:
-        other = aliased(client, parsed.model_name, parsed.challenger_alias)
-        if other and load_verified(client, other)[0]["input_schema"] != spec["input_schema"]:
-            raise ServingError(
-                f"challenger version {other.version} takes other inputs than champion "
-                f"version {ref.version}: a split needs the same input schema"
-            )
-        challenger = other.version if other else None
+    if other and load_verified(client, other)[0]["input_schema"] != spec["input_schema"]:
+        raise ServingError(
+            f"challenger version {other.version} takes other inputs than champion "
+            f"version {ref.version}: a split needs the same input schema"
+        )
+    challenger = other.version if other else None
     server = serve.deployment(
         model_server(request_model(spec["input_schema"]), parsed.max_request_records)
     )

@@ -1,11 +1,15 @@
 """The feature transform, one implementation for training, evaluation and serving.
 
 The statistics come from the training split (computed by ETL) and travel inside the model
-spec, so a served model applies exactly the transform it was trained with.
+spec, so a served model applies exactly the transform it was trained with. Two front ends
+read the raw values — Arrow tables (training, batch scoring) and validated request records
+(the endpoint, where building an Arrow table cost more than the model) — and hand them to
+the same per-feature arithmetic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,20 +26,48 @@ def feature_names(spec: dict[str, Any]) -> list[str]:
 
 def encode(spec: dict[str, Any], table: pa.Table) -> np.ndarray:
     """Standardise numerics (nulls -> the training mean) and one-hot categoricals (unknown -> 0)."""
+
+    def codes(f: dict[str, Any]) -> np.ndarray:
+        index = pc.index_in(table.column(f["name"]).cast(pa.string()), pa.array(f["vocab"]))
+        return pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
+
+    return _assemble(spec, table.num_rows, lambda f: _as_float(table.column(f["name"])), codes)
+
+
+def encode_records(spec: dict[str, Any], records: Sequence[dict[str, Any]]) -> np.ndarray:
+    """`encode` for records (dicts) as a request carries them, without an Arrow table."""
+
+    def numeric(f: dict[str, Any]) -> np.ndarray:
+        # float64 like the table path; None -> NaN, bool -> 0/1
+        return np.array([r.get(f["name"]) for r in records], dtype=np.float64)
+
+    def codes(f: dict[str, Any]) -> np.ndarray:
+        index = {value: i for i, value in enumerate(f["vocab"])}
+        values = (r.get(f["name"]) for r in records)
+        return np.array([-1 if v is None else index.get(str(v), -1) for v in values])
+
+    return _assemble(spec, len(records), numeric, codes)
+
+
+def _assemble(
+    spec: dict[str, Any],
+    rows: int,
+    numeric: Callable[[dict[str, Any]], np.ndarray],
+    codes: Callable[[dict[str, Any]], np.ndarray],
+) -> np.ndarray:
+    """The arithmetic: `numeric` gives float64 values (NaN = null), `codes` vocab indices (-1)."""
     parts = []
     for f in spec["numeric"]:
-        values = _as_float(table.column(f["name"]))
-        values = (values - f["mean"]) / f["std"]
+        values = (numeric(f) - f["mean"]) / f["std"]
         parts.append(np.nan_to_num(values, nan=0.0)[:, None])
     for f in spec["categorical"]:
-        index = pc.index_in(table.column(f["name"]).cast(pa.string()), pa.array(f["vocab"]))
-        codes = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
-        onehot = np.zeros((len(codes), len(f["vocab"])), dtype=np.float32)
-        known = codes >= 0
-        onehot[np.nonzero(known)[0], codes[known]] = 1.0
+        found = codes(f)
+        onehot = np.zeros((rows, len(f["vocab"])), dtype=np.float32)
+        known = found >= 0
+        onehot[np.nonzero(known)[0], found[known]] = 1.0
         parts.append(onehot)
     if not parts:
-        return np.zeros((table.num_rows, 0), dtype=np.float32)
+        return np.zeros((rows, 0), dtype=np.float32)
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 

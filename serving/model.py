@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from serving.features import encode
+from serving.features import encode, encode_records
 
 
 class MLP(nn.Module):
@@ -51,23 +51,22 @@ class Predictor:
         self.model = build_model(spec["architecture"])
         self.model.load_state_dict(state_dict)
         self.model.eval()
-        self.input_columns = [c["name"] for c in spec["input_schema"]]
 
     def predict_table(self, table: pa.Table) -> np.ndarray:
         """Probabilities (n, classes) for classification, values (n,) for regression."""
-        features = torch.from_numpy(encode(self.spec["features"], table))
+        return self._predict(encode(self.spec["features"], table))
+
+    def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The serving path: validated request records, no Arrow table on the way."""
+        return self.format(self._predict(encode_records(self.spec["features"], records)))
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            out = self.model(features)
+            out = self.model(torch.from_numpy(features))
         if self.spec["task"] == "classification":
             return torch.softmax(out, dim=1).numpy()
         label = self.spec["features"]["label"]
         return out[:, 0].numpy() * label["std"] + label["mean"]
-
-    def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        columns = {name: [r.get(name) for r in records] for name in self.input_columns}
-        types = {c["name"]: _ARROW_TYPES[c["type"]] for c in self.spec["input_schema"]}
-        table = pa.table({n: pa.array(v, type=types[n]) for n, v in columns.items()})
-        return self.format(self.predict_table(table))
 
     def format(self, output: np.ndarray) -> list[dict[str, Any]]:
         if self.spec["task"] == "classification":
@@ -80,11 +79,3 @@ class Predictor:
                 for row in output
             ]
         return [{"prediction": float(v)} for v in output]
-
-
-_ARROW_TYPES = {
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "category": pa.string(),
-}

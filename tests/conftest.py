@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.config import RelayConfig, RuntimeConfig, parse_config
+from cluster.config import RelayConfig, RuntimeConfig, ServeConfig, parse_config
 from cluster.runtime import RayInfo, ray_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,9 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayInfo]:
-    """The one Ray of the test session: 2 CPUs, no dashboard, a small object store."""
-    with ray_session(RuntimeConfig(num_cpus=2, object_store_mb=256)) as info:
+    """The one Ray of the test session: 2 CPUs, no dashboard, a small object store, and the
+    Serve flags relay starts its own Ray with (default `serve` config)."""
+    with ray_session(RuntimeConfig(num_cpus=2, object_store_mb=256), serve=ServeConfig()) as info:
         yield info
 
 

