@@ -60,8 +60,12 @@ def up(
     max_workers: int = 2,
     idle_timeout_s: float = 20.0,
     timeout_s: float = 90.0,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start a head and `workers` worker nodes (or an autoscaling head); wait until all join."""
+    """Start a head and `workers` worker nodes (or an autoscaling head); wait until all join.
+
+    `extra_env` reaches every Ray process (e.g. Serve's ingress flags, read once at start).
+    """
     head = head or NodeShape(cpus=1)
     worker = worker or NodeShape(cpus=1)
     if workers < 0 or max_workers < 1:
@@ -82,7 +86,7 @@ def up(
         "autoscale": autoscale,
         "nodes": [],
     }
-    env = _node_env(token)
+    env = {**_node_env(token), **(extra_env or {})}
     head_args = [
         "--head",
         f"--port={ports['gcs']}",

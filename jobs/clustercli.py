@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cluster.config import parse_overrides
+from cluster.config import load_config, parse_overrides
 from cluster.errors import ConfigError, RelayError
+from cluster.serveflags import serve_flags
 from jobs.console import err, fail, out
 
 cluster_app = typer.Typer(
@@ -44,6 +45,10 @@ def cluster_up(
     idle_timeout_s: Annotated[
         float, typer.Option(help="Autoscaling: idle seconds before a worker is removed")
     ] = 20.0,
+    serve_config: Annotated[
+        Path | None,
+        typer.Option(help="Pipeline config whose serve.ingress/throughput flags Serve here uses"),
+    ] = None,
     state_dir: StateOption = ".relay",
 ) -> None:
     """Start a head and worker nodes on this machine; print address, dashboard and token path.
@@ -54,6 +59,7 @@ def cluster_up(
 
     worker = lc.NodeShape(cpus_per_worker, gpus_per_worker, memory_mb, object_store_mb)
     try:
+        flags = serve_flags(load_config(serve_config).serve) if serve_config else None
         record = lc.up(
             state_dir,
             workers=workers,
@@ -62,6 +68,7 @@ def cluster_up(
             autoscale=autoscale,
             max_workers=max_workers,
             idle_timeout_s=idle_timeout_s,
+            extra_env=flags,
         )
     except RelayError as exc:
         fail(exc)

@@ -19,7 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster import localcluster
+from cluster.config import ServeConfig
 from cluster.processes import pids_mentioning
+from cluster.serveflags import serve_flags
 from jobs import etl, lineage, trackingserver
 from jobs.cli import app
 from tests.conftest import CI_CONFIG, ROOT, free_port
@@ -30,7 +32,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     """Head + 1 worker (1 CPU each) and a tracking server; stopped by PID even on failure."""
     state = str(tmp_path_factory.mktemp("cluster") / "state")
     try:
-        record = localcluster.up(state, workers=1)
+        # Serve's process-level flags reach every node (as `relay cluster up --serve-config`).
+        flags = serve_flags(ServeConfig())
+        record = localcluster.up(state, workers=1, extra_env=flags)
         tracking = trackingserver.up(state, port=free_port())
         yield {"state": state, "record": record, "tracking": tracking["uri"]}
     finally:
@@ -60,6 +64,10 @@ def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
     token = Path(status["token_path"])
     assert token.stat().st_mode & 0o777 == 0o600
     assert status["dashboard_url"].startswith("http://127.0.0.1:")
+    for node in status["nodes"]:  # the environment each `ray start` (and its children) got
+        environ = Path(f"/proc/{node['pid']}/environ").read_bytes().split(b"\0")
+        assert b"RAY_SERVE_ENABLE_DIRECT_INGRESS=0" in environ
+        assert b"RAY_AUTH_MODE=token" in environ
 
 
 def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatch):
