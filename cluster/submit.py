@@ -153,10 +153,10 @@ def follow(
         if len(logs) > shown:
             on_logs(logs[shown:])
             shown = len(logs)
-        status = str(info.status.value if hasattr(info.status, "value") else info.status)
-        on_status(status, time.monotonic() - began)
-        if status in TERMINAL:
-            return describe(info)
+        result = describe(info)
+        on_status(result["status"], time.monotonic() - began)
+        if result["status"] in TERMINAL:
+            return result
         time.sleep(poll_s)
 
 
