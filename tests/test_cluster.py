@@ -5,7 +5,6 @@ autoscaler adding and removing worker nodes, and a `down` that leaves no process
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from cluster.processes import pids_mentioning
 from cluster.serveflags import serve_flags
 from jobs import etl, lineage, trackingserver
 from jobs.cli import app
+from tests.cli_output import json_output
 from tests.conftest import CI_CONFIG, ROOT, free_port
 
 
@@ -56,7 +56,7 @@ def http_status(url: str, token: str | None) -> int:
 def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
     result = CliRunner().invoke(app, ["cluster", "status", "--state-dir", cluster["state"]])
     assert result.exit_code == 0, result.output
-    status = json.loads(result.output)
+    status = json_output(result)
     assert len(status["alive_nodes"]) == 2
     assert sorted(n["is_head"] for n in status["alive_nodes"]) == [False, True]
     assert status["resources"]["CPU"] == 2.0  # not the machine's cores: what we declared
@@ -105,7 +105,7 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
         args += ["--set", override]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output[-3000:]
-    job = json.loads(result.output.strip().splitlines()[-1])
+    job = json_output(result, last_line=True)
     assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -134,7 +134,7 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
         app, ["lineage", "credit-default-ci/1", "--tracking-uri", uri, "--json"]
     )
     assert walked.exit_code == 0, walked.output
-    chain = json.loads(walked.output)
+    chain = json_output(walked)
     assert chain["pipeline"]["run_id"] == pipeline.info.run_id
     assert chain["pipeline"]["ray_submission_id"] == job["submission_id"]
     assert set(chain["etl"]["node_ids"]) == nodes
@@ -148,7 +148,7 @@ def test_cluster_down_leaves_no_process_behind(cluster):
     markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
     result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", cluster["state"]])
     assert result.exit_code == 0, result.output
-    assert sorted(json.loads(result.output)["stopped"]) == sorted(pids)
+    assert sorted(json_output(result)["stopped"]) == sorted(pids)
     assert not [p for p in pids if Path(f"/proc/{p}").exists()]
     assert not [pid for m in markers for pid in pids_mentioning(m)]
     assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])

@@ -14,6 +14,7 @@ import pytest
 from cluster.errors import DataQualityError
 from jobs import etl
 from jobs.rowhash import unit_interval
+from tests.cli_output import json_output
 from tests.conftest import write_csv
 
 
@@ -181,7 +182,7 @@ def test_profile_is_written_and_consistent(ray_cluster, make_config):
     from jobs.cli import app
 
     shown = CliRunner().invoke(app, ["data", "profile", str(dataset.path), "--json"])
-    assert shown.exit_code == 0 and json.loads(shown.stdout) == profile
+    assert shown.exit_code == 0 and json_output(shown) == profile
     table = CliRunner().invoke(app, ["data", "profile", str(dataset.path)])
     assert table.exit_code == 0 and "region" in table.stdout and "female" in table.stdout
     missing = CliRunner().invoke(app, ["data", "profile", str(dataset.path.parent)])

@@ -27,6 +27,7 @@ from cluster.registry import load_verified, resolve
 from cluster.tracking import PARENT_TAG, STAGE_TAG
 from jobs import pipeline
 from serving.model import Predictor
+from tests.cli_output import json_output, own_stdout
 from tests.conftest import ci_raw, free_port, merge, write_csv
 
 
@@ -313,7 +314,7 @@ def test_client_and_cli_send_records_to_the_endpoint(run):
     cli = ["predict", "--endpoint", base, "--token-file", s["token_file"], "--json"]
     ok = CliRunner().invoke(app, [*cli, json.dumps([record, record])])
     assert ok.exit_code == 0, ok.output
-    assert len(json.loads(ok.output)["predictions"]) == 2
+    assert len(json_output(ok)["predictions"]) == 2
     bad = CliRunner().invoke(app, [*cli, json.dumps({**record, "age": 5})])
     assert bad.exit_code == 6 and "greater than or equal to 18" in bad.output
 
@@ -330,7 +331,7 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     uri = ["--tracking-uri", s["tracking_uri"]]
     result = CliRunner().invoke(app, ["lineage", response["lineage_id"], "--json", *uri])
     assert result.exit_code == 0, result.output
-    chain = json.loads(result.output)
+    chain = json_output(result)
     assert tuple(chain) == CHAIN_KEYS  # a stable shape for scripts
     assert chain["model"]["version"] == 1 and chain["model"]["sha256"] == s["model_sha256"]
     assert chain["dataset"]["digest"] == s["dataset_digest"]
@@ -342,11 +343,11 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
 
     for target in (f"models:/{s['model_name']}@champion", s["pipeline_run_id"]):
         same = CliRunner().invoke(app, ["lineage", target, "--json", *uri])
-        assert json.loads(same.output)["model"]["version"] == 1, same.output
+        assert json_output(same)["model"]["version"] == 1, same.output
     graph = CliRunner().invoke(
         app, ["lineage", f"{s['model_name']}/1", "--format", "mermaid", *uri]
     )
-    assert graph.output.startswith("graph LR") and "raw0 --> etl" in graph.output
+    assert own_stdout(graph).startswith("graph LR") and "raw0 --> etl" in graph.output
     artifacts = {a.path for a in run["client"].list_artifacts(s["pipeline_run_id"])}
     assert "lineage.mmd" in artifacts
     unknown = CliRunner().invoke(app, ["lineage", "a/b/c/d", *uri])
@@ -354,7 +355,7 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     no_run = CliRunner().invoke(app, ["lineage", "deadbeef", *uri])
     assert no_run.exit_code == 2 and "is not a run of a relay pipeline" in no_run.output
 
-    listed = json.loads(CliRunner().invoke(app, ["runs", "--json", *uri]).output)
+    listed = json_output(CliRunner().invoke(app, ["runs", "--json", *uri]))
     mine = next(r for r in listed if r["run_id"] == s["pipeline_run_id"])
     assert mine["status"] == "FINISHED" and mine["model_version"] == "1"
     assert mine["dataset_digest"] == s["dataset_digest"] and "best_val_loss" in mine["best"]

@@ -20,6 +20,7 @@ from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.tracking import Tracker
 from jobs import trackingserver
 from jobs.cli import app
+from tests.cli_output import json_output
 from tests.conftest import free_port
 
 
@@ -126,7 +127,7 @@ def test_server_that_stays_down_spools_then_sync_uploads_everything(server, tmp_
     )
     recovery = time.monotonic() - back
     assert synced.exit_code == 0, synced.output
-    assert json.loads(synced.stdout)["records"] == len(records)
+    assert json_output(synced)["records"] == len(records)
     assert not root.exists()
     assert_all_present(uri, run_id, [1, 2, 3])
     history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "loss")
