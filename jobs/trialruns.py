@@ -30,10 +30,11 @@ class TrialRuns(Callback):
         self._tracker: Tracker | None = None
         self._runs: dict[str, str] = {}  # trial id -> run id
         self._logged: dict[str, int] = {}  # run id -> last epoch in the store
+        self._recovered: set[str] = set()  # runs whose trial Tune just restarted
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment; the client is rebuilt after."""
-        return {**self.__dict__, "_tracker": None, "_runs": {}, "_logged": {}}
+        return {**self.__dict__, "_tracker": None, "_runs": {}, "_logged": {}, "_recovered": set()}
 
     @property
     def tracker(self) -> Tracker:
@@ -88,7 +89,8 @@ class TrialRuns(Callback):
             if k.startswith(METRIC_PREFIXES) and isinstance(v, int | float)
         }
         tags = {}
-        if self._logged[run_id] == 0:
+        if self._logged[run_id] == 0 or run_id in self._recovered:
+            self._recovered.discard(run_id)
             tags = {
                 "relay.device": result.get("device", ""),
                 "relay.gpu_ids": result.get("gpu_ids", ""),
@@ -100,6 +102,21 @@ class TrialRuns(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epochs = int((trial.last_result or {}).get("epoch", 0))
         self._close(trial, "completed" if epochs >= self.epochs else "early_stopped", epochs)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune restarts a failed trial (a lost node, a crash) from its last checkpoint: the run
+        records how often, where it failed and the epoch it resumes from."""
+        last = trial.last_result or {}
+        run_id = self.run_for(trial)
+        self.tracker.log(
+            run_id,
+            tags={
+                "relay.trial_failures": trial.num_failures,
+                "relay.failed_on_node": last.get("node_id", ""),
+                "relay.resumed_from_epoch": int(last.get("epoch", 0)),
+            },
+        )
+        self._recovered.add(run_id)  # its next result names the node it moved to
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, "failed", int((trial.last_result or {}).get("epoch", 0)))
