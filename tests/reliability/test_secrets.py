@@ -6,6 +6,7 @@ import logging
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -31,21 +32,44 @@ def artifact_files(client: MlflowClient, run_id: str, folder: Path, path: str = 
 def test_planted_secrets_appear_in_no_log_run_artifact_or_file(
     ray_cluster, make_config, tmp_path, monkeypatch, caplog, capfd
 ):
+    """A whole run up to a served endpoint that answered, then a search of every MLflow record
+    and artifact, the captured output, the state dir and all of Ray's and Serve's log files."""
+    import ray
+    from ray import serve
+
     secrets = {
-        "RELAY_SERVE_TOKEN": f"serve-token-{uuid.uuid4().hex}",
+        "serve token": f"serve-token-{uuid.uuid4().hex}",
         "RELAY_PII_KEY": f"pii-salt-{uuid.uuid4().hex}",
         "RELAY_DB_PASSWORD": f"db-password-{uuid.uuid4().hex}",
+        "a wrong token a client sent": f"wrong-token-{uuid.uuid4().hex}",
     }
-    for name, value in secrets.items():
-        monkeypatch.setenv(name, value)
+    for name in ("RELAY_PII_KEY", "RELAY_DB_PASSWORD"):
+        monkeypatch.setenv(name, secrets[name])
+    token_file = tmp_path / "secrets" / "token"  # as a mounted secret: outside the state dir
+    token_file.parent.mkdir()
+    token_file.write_text(secrets["serve token"])
     caplog.set_level(logging.DEBUG)
-    cfg = make_config(etl={"pii": "hash"}, tune={"num_samples": 1})
-    summary = pipeline.run(cfg, until="register")
-    assert summary["model_version"] == 1  # the whole run happened, through registration
+    cfg = make_config(
+        etl={"pii": "hash"}, tune={"num_samples": 1}, serve={"token_file": str(token_file)}
+    )
+    try:
+        summary = pipeline.run(cfg, keep_serving=True)
+        assert summary["model_version"] == 1  # the whole run happened, through deploy
+        request = summary["prediction"]["request"]
+        for token, status in ((secrets["serve token"], 200), (secrets[list(secrets)[3]], 403)):
+            answer = httpx.post(
+                summary["endpoint"],
+                json=request,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            assert answer.status_code == status, answer.text
+    finally:
+        serve.shutdown()
 
     client = MlflowClient(tracking_uri=summary["tracking_uri"])
     runs = client.search_runs([summary["experiment_id"]])
-    assert len(runs) >= 5  # pipeline, etl, tune, trial, evaluate, register
+    assert len(runs) >= 6  # pipeline, etl, tune, trial, evaluate, register, deploy
     texts: list[str] = []
     for run in runs:
         data = run.data
@@ -62,7 +86,10 @@ def test_planted_secrets_appear_in_no_log_run_artifact_or_file(
     state = Path(cfg.runtime.state_dir)
     files = [p for p in state.rglob("*") if p.is_file()]
     assert any(p.name == "mlflow.db" for p in files) and any(p.suffix == ".parquet" for p in files)
-    texts += [p.read_bytes().decode("latin-1") for p in files]
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())  # the session's Ray
+    ray_logs = [p for p in logs.rglob("*") if p.is_file()]
+    assert any(p.parent.name == "serve" for p in ray_logs)  # controller, proxy, replica logs
+    texts += [p.read_bytes().decode("latin-1") for p in [*files, *ray_logs]]
     for name, value in secrets.items():
         leaks = [t[max(0, t.find(value) - 80) : t.find(value) + 80] for t in texts if value in t]
         assert not leaks, f"{name} leaked: {leaks[:3]}"
