@@ -187,7 +187,7 @@ def sqlite_tags(db: Path, run_id: str) -> dict[str, str]:
     return MlflowClient(tracking_uri=f"sqlite:///{db}").get_run(run_id).data.tags
 
 
-def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path):
+def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path, capsys):
     """SIGKILL the whole `relay run` process group mid-tune, then `relay run --resume`."""
     import signal
     import time
@@ -234,8 +234,11 @@ def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path):
     interrupted = json.loads((tmp_path / ".relay" / "runs" / "credit-ci.json").read_text())
     assert not interrupted["finished"]
 
+    began = time.monotonic()
     resumed = run([*args, "--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    with capsys.disabled():
+        print(f"\nresume after a killed driver: done in {time.monotonic() - began:.1f} s")
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["pipeline_run_id"] == interrupted["pipeline_run_id"]
     assert summary["model_version"] == 1
