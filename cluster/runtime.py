@@ -46,9 +46,13 @@ def resolve_address(cfg: RuntimeConfig, address: str | None = None) -> str | Non
 
 
 def quiet_environment() -> None:
-    """The defaults above, for this process and the Ray workers it starts."""
+    """The defaults above, and tracking credentials from a file, for this process and the Ray
+    workers it starts."""
+    from cluster.tracking import use_credentials_file
+
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    use_credentials_file()
 
 
 @contextmanager

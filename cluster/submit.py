@@ -18,6 +18,7 @@ from typing import Any
 
 from cluster import localcluster
 from cluster.errors import ClusterUnreachableError, ConfigError, JobFailedError, RelayError
+from cluster.tracking import CREDENTIALS_ENV
 
 # Never uploaded: state (datasets, stores, checkpoints), raw data, environments, caches.
 EXCLUDES = [
@@ -111,8 +112,14 @@ def submit(
     tracking_uri: str | None,
     until: str = "deploy",
     overrides: dict[str, str] | None = None,
+    credentials_file: str | None = None,
 ) -> str:
-    """Upload the project and start the pipeline on the cluster; return the submission id."""
+    """Upload the project and start the pipeline on the cluster; return the submission id.
+
+    The tracking server's credentials travel as a file path (the job's runtime env is visible
+    to anyone who can list jobs): fine on one machine or a shared mount; elsewhere set
+    MLFLOW_TRACKING_USERNAME/PASSWORD on the nodes (the Kubernetes manifests do).
+    """
     project = project.resolve()
     try:
         relative = config.resolve().relative_to(project)
@@ -125,6 +132,8 @@ def submit(
     env = {SUBMISSION_ENV: submission_id, "RAY_USAGE_STATS_ENABLED": "0"}
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
+    if credentials_file:
+        env[CREDENTIALS_ENV] = str(Path(credentials_file).resolve())
     client = target.client()
     try:
         return client.submit_job(

@@ -17,14 +17,33 @@ from typing import Any, TypeVar
 
 from cluster import retry, spool
 from cluster.config import RelayConfig
-from cluster.errors import ClusterUnreachableError
+from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.redact import redacted
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"
 PIPELINE_TAG = "relay.pipeline_run_id"
+CREDENTIALS_ENV = "RELAY_TRACKING_CREDENTIALS_FILE"
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
+
+
+def use_credentials_file() -> None:
+    """MLflow basic auth from the `user:password` file $RELAY_TRACKING_CREDENTIALS_FILE names
+    (`relay tracking up --basic-auth` writes one). MLflow reads credentials from environment
+    variables only; a file's path can travel in a Ray job's runtime env, a password must not.
+    MLFLOW_TRACKING_USERNAME/PASSWORD already set win."""
+    path = os.environ.get(CREDENTIALS_ENV)
+    if not path or os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        return
+    try:
+        user, colon, password = Path(path).read_text().strip().partition(":")
+    except OSError as exc:
+        raise ConfigError(f"${CREDENTIALS_ENV} names {path}: {exc.strerror}") from None
+    if not (user and colon and password):
+        raise ConfigError(f"${CREDENTIALS_ENV} names {path}, which does not hold user:password")
+    os.environ["MLFLOW_TRACKING_USERNAME"] = user
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
 
 
 def tracking_uri(cfg: RelayConfig) -> str:
@@ -112,8 +131,14 @@ class Tracker:
         except ClusterUnreachableError:
             raise
         except Exception as exc:  # MLflow raises many types for an unreachable store
+            hint = ""
+            if "401" in str(exc) or "403" in str(exc):
+                hint = (
+                    f"; the server wants credentials: set ${CREDENTIALS_ENV} (printed by "
+                    "`relay tracking up --basic-auth`) or MLFLOW_TRACKING_USERNAME/PASSWORD"
+                )
             raise ClusterUnreachableError(
-                f"MLflow tracking store {redacted(uri)} unusable: {redacted(str(exc))}"
+                f"MLflow tracking store {redacted(uri)} unusable: {redacted(str(exc))}{hint}"
             ) from None
         return tracker
 

@@ -35,7 +35,10 @@ def _setup() -> None:
     """Quiet defaults (progress bars off) for this process and the Ray workers it starts."""
     from cluster.runtime import quiet_environment
 
-    quiet_environment()
+    try:
+        quiet_environment()
+    except RelayError as exc:
+        fail(exc)
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
@@ -368,17 +371,30 @@ def tracking_up(
     backend_store_uri: Annotated[
         str | None, typer.Option(help="Database URI (e.g. postgresql://...); default sqlite")
     ] = None,
+    basic_auth: Annotated[
+        bool,
+        typer.Option(
+            "--basic-auth",
+            help="Require a user and password (an admin one is generated; others get nothing)",
+        ),
+    ] = False,
 ) -> None:
     """Start it (one worker, lean) and print its URI: use it as tracking.uri.
 
-    Example: relay tracking up --port 5000
+    Example: relay tracking up --port 5000 --basic-auth
     """
+    from cluster.tracking import CREDENTIALS_ENV
     from jobs import trackingserver
 
     try:
-        print(json.dumps(trackingserver.up(state_dir, port, backend=backend_store_uri)))
+        record = trackingserver.up(
+            state_dir, port, backend=backend_store_uri, basic_auth=basic_auth
+        )
     except RelayError as exc:
         fail(exc)
+    print(json.dumps(record))
+    if record.get("credentials"):
+        err.print(f"clients: export {CREDENTIALS_ENV}={record['credentials']}", highlight=False)
 
 
 @tracking_app.command("down")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -128,6 +129,7 @@ def submit(
     """
     from cluster import localcluster
     from cluster import submit as jobs
+    from cluster.tracking import CREDENTIALS_ENV
     from jobs import trackingserver
 
     try:
@@ -143,8 +145,18 @@ def submit(
         if record and record["dashboard_url"] == target.url:
             # Same machine: outputs land in this project's state dir, not the job's copy.
             overrides["runtime.state_dir"] = str(Path(state_dir).resolve())
+        server = trackingserver.status(state_dir) or {}
+        credentials = os.environ.get(CREDENTIALS_ENV) or (
+            server.get("credentials") if server.get("uri") == uri else None
+        )
         job_id = jobs.submit(
-            target, config, project=project, tracking_uri=uri, until=until, overrides=overrides
+            target,
+            config,
+            project=project,
+            tracking_uri=uri,
+            until=until,
+            overrides=overrides,
+            credentials_file=credentials,
         )
         err.print(f"submitted {job_id} to {target.url}", highlight=False)
         if no_follow:

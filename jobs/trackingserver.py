@@ -3,6 +3,8 @@
 Lean by default (one worker, background job execution off: ~4 s and ~400 MiB here, against
 ~18 s and 2.3 GiB for MLflow's defaults); artifacts are served through the server, so jobs
 need only its URL. The state dir records the PID and URL; `down` stops exactly that process.
+With basic auth, an admin password is generated into a 0600 `user:password` file that clients
+name in $RELAY_TRACKING_CREDENTIALS_FILE; anyone else gets no permission.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from typing import Any
 
 from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.processes import stop_groups
+from cluster.secrets import ensure_secret_file
 
 RECORD = "server.json"
+CREDENTIALS = "credentials"
+ADMIN = "admin"
 
 
 def folder(state_dir: str) -> Path:
@@ -27,7 +32,11 @@ def folder(state_dir: str) -> Path:
 
 
 def up(
-    state_dir: str, port: int = 5000, host: str = "127.0.0.1", backend: str | None = None
+    state_dir: str,
+    port: int = 5000,
+    host: str = "127.0.0.1",
+    backend: str | None = None,
+    basic_auth: bool = False,
 ) -> dict[str, Any]:
     """Start the server (or report the one already running) and wait until it answers."""
     root = folder(state_dir)
@@ -53,10 +62,16 @@ def up(
     ]
     log = (root / "server.log").open("ab")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if basic_auth:
+        command += ["--app-name", "basic-auth"]
+        env.update(_basic_auth(root))
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
     record = {"pid": process.pid, "uri": uri, "log": str(root / "server.log")}
+    record["auth"] = "basic" if basic_auth else "none"
+    if basic_auth:
+        record["credentials"] = str(root / CREDENTIALS)
     deadline = time.monotonic() + 90
     while not _healthy(uri):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -88,6 +103,27 @@ def down(state_dir: str) -> dict[str, Any]:
     stop_groups([record["pid"]])
     path.unlink()
     return record
+
+
+def _basic_auth(root: Path) -> dict[str, str]:
+    """MLflow's basic-auth app: the admin password and the session secret reach the server
+    in its environment (never on its command line); the config holds neither."""
+    credentials = ensure_secret_file(root / CREDENTIALS, prefix=f"{ADMIN}:")
+    config = root / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{root / 'auth.db'}\n"
+        f"admin_username = {ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": credentials.read_text().strip().partition(":")[2],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": ensure_secret_file(root / "session_secret")
+        .read_text()
+        .strip(),
+    }
 
 
 def _healthy(uri: str) -> bool:

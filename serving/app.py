@@ -110,6 +110,9 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             from mlflow.tracking import MlflowClient
             from ray.serve import metrics
 
+            from cluster.tracking import use_credentials_file
+
+            use_credentials_file()  # a replica on a cluster node: the job passed a file path
             self.args = args
             self.client = MlflowClient(
                 tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri

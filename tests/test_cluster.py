@@ -5,6 +5,8 @@ autoscaler adding and removing worker nodes, and a `down` that leaves no process
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 import urllib.error
@@ -19,8 +21,10 @@ from typer.testing import CliRunner
 
 from cluster import localcluster
 from cluster.config import ServeConfig
+from cluster.errors import ClusterUnreachableError
 from cluster.processes import pids_mentioning
 from cluster.serveflags import serve_flags
+from cluster.tracking import CREDENTIALS_ENV, Tracker, use_credentials_file
 from jobs import etl, lineage, trackingserver
 from jobs.cli import app
 from tests.cli_output import json_output
@@ -35,9 +39,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         # Serve's process-level flags reach every node (as `relay cluster up --serve-config`).
         flags = serve_flags(ServeConfig())
         record = localcluster.up(state, workers=1, extra_env=flags)
-        tracking = trackingserver.up(state, port=free_port())
-        yield {"state": state, "record": record, "tracking": tracking["uri"]}
+        tracking = trackingserver.up(state, port=free_port(), basic_auth=True)
+        # This process reads the server as a user would: with the file it was told to export.
+        os.environ[CREDENTIALS_ENV] = tracking["credentials"]
+        use_credentials_file()
+        yield {"state": state, "record": record, "tracking": tracking["uri"], "server": tracking}
     finally:
+        for name in (CREDENTIALS_ENV, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name, None)
         with suppress(Exception):
             trackingserver.down(state)
         if localcluster.recorded(state):
@@ -51,6 +60,48 @@ def http_status(url: str, token: str | None) -> int:
             return 200
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def basic_auth_status(url: str, user: str | None = None, password: str = "") -> int:
+    headers = {}
+    if user:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {pair}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+            return 200
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_tracking_server_wants_the_generated_password_and_never_shows_it(cluster, monkeypatch):
+    server = cluster["server"]
+    credentials = Path(server["credentials"])
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    user, _, password = credentials.read_text().strip().partition(":")
+    url = f"{cluster['tracking']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert basic_auth_status(url) == 401
+    assert basic_auth_status(url, user, "not-the-password") == 401
+    assert basic_auth_status(url, user, password) == 200
+    shown = [json.dumps(server), *(p.read_text() for p in credentials.parent.glob("*.json"))]
+    shown += [Path(f"/proc/{pid}/cmdline").read_bytes().decode() for pid in group(server["pid"])]
+    assert not [text for text in shown if password in text]
+
+    for name in (CREDENTIALS_ENV, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ClusterUnreachableError, match="wants credentials") as refused:
+        Tracker.open(cluster["tracking"], "x", retry_seconds=1)
+    assert password not in str(refused.value)
+
+
+def group(pgid: int) -> list[int]:
+    """The processes of a process group (the server and its workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == pgid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
@@ -107,6 +158,12 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
     assert result.exit_code == 0, result.output[-3000:]
     job = json_output(result, last_line=True)
     assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
+    from cluster.submit import Target
+
+    info = Target.resolve(None, state).client().get_job_info(job["submission_id"])
+    password = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")[2]
+    assert info.runtime_env["env_vars"][CREDENTIALS_ENV] == cluster["server"]["credentials"]
+    assert password not in json.dumps(info.runtime_env)  # a path travels, not the password
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("credit-ci")
