@@ -18,8 +18,11 @@ from cluster.errors import ConfigError
 HAPROXY_MAXCONN = "4000"
 
 
-def serve_flags(serve: ServeConfig) -> dict[str, str]:
-    """The variables that `ingress`, `throughput_optimized` and `proxy_health_check_s` mean."""
+def serve_flags(serve: ServeConfig, here: bool = True) -> dict[str, str]:
+    """The variables that `ingress`, `throughput_optimized` and `proxy_health_check_s` mean.
+
+    `here`: Serve will run on this machine, so an HAProxy must be found on it now (not for
+    manifests, whose image brings its own)."""
     flags = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": str(serve.proxy_health_check_s)}
     if serve.throughput_optimized:
         flags["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
@@ -31,7 +34,8 @@ def serve_flags(serve: ServeConfig) -> dict[str, str]:
             "RAY_SERVE_HAPROXY_MAXCONN": HAPROXY_MAXCONN,
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",  # its scrape loop cost latency at c=1
         }
-        haproxy_binary()  # refuse now, not in a replica's log later
+        if here:
+            haproxy_binary()  # refuse now, not in a replica's log later
     return flags
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cluster.config import parse_config
 from cluster.errors import ConfigError
 from jobs.cli import app
-from jobs.k8s.render import render, serve_config
+from jobs.k8s.render import CLUSTERS, render, serve_config
 from jobs.k8s.validate import check_manifests
 from tests.conftest import CI_CONFIG, ci_raw, merge
 from tests.k8s_helpers import by_kind, kuberay_crds
@@ -138,6 +138,38 @@ def test_serve_config_v2_passes_serves_schema_and_its_import_path_imports(
         "token",
         "RELAY_SERVE_TOKEN",
     )
+
+
+def ray_groups(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """(kind, environment of the Ray container) for every group of every Ray object."""
+    found = []
+    for kind, (name, at) in CLUSTERS.items():
+        cluster = by_kind(objects, kind, name)
+        for key in at.strip("/").split("/"):
+            cluster = cluster[key]
+        for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+            env = group["template"]["spec"]["containers"][0]["env"]
+            found.append((kind, {e["name"]: e.get("value") for e in env}))
+    return found
+
+
+def test_every_ray_container_gets_the_configs_serve_flags(tmp_path: Path) -> None:
+    """Serve reads its ingress/preset flags from the environment at start, on every node."""
+    serve = {"ingress": "haproxy", "throughput_optimized": True, "proxy_health_check_s": 3}
+    groups = ray_groups(rendered(tmp_path, "gpu", merge(ci_raw(), {**SIZES, "serve": serve})))
+    assert len(groups) == 8  # head, CPU and GPU workers of RayCluster and RayJob; 2 RayService
+    wanted = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "3.0",
+    }
+    for kind, env in groups:
+        assert env.items() >= wanted.items(), (kind, env)
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"  # the base's env is kept
+    for _, env in ray_groups(rendered(tmp_path / "default", "cpu")):
+        assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+        assert "RAY_SERVE_ENABLE_HA_PROXY" not in env
 
 
 def test_rendered_manifests_pass_the_strict_validator_and_policy(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 The output folder is self-contained: `base/` and `overlays/<name>/` copied from the repo's
 `k8s/`, and a `kustomization.yaml` whose JSON patches carry what the config decides (images,
 pod sizes, worker replicas, the RayJob's TTL and deadline, `serveConfigV2` from the `serve`
-section, the config itself in the `relay-config` ConfigMap). `kubectl apply -k DIR` applies
+section and Serve's process-level flags in every Ray container's environment, the config
+itself in the `relay-config` ConfigMap). `kubectl apply -k DIR` applies
 it; `manifests.yaml` beside it is relay's own build of the same kustomization.
 """
 
@@ -17,6 +18,7 @@ import yaml
 
 from cluster.config import GpuWorkerGroup, PodResources, RelayConfig, WorkerGroup
 from cluster.errors import ConfigError
+from cluster.serveflags import serve_flags
 from jobs.k8s import kustomize
 from jobs.serveargs import serve_args
 
@@ -85,12 +87,13 @@ def render(cfg: RelayConfig, config_text: str, overlay: str, out: Path) -> list[
 
 def _patches(cfg: RelayConfig, config_text: str, overlay: str) -> list[dict[str, Any]]:
     k = cfg.kubernetes
+    flags = serve_flags(cfg.serve, here=False)  # read by Serve at start, in every Ray process
     patches = []
     for kind, (name, at) in CLUSTERS.items():
-        ops = _group(f"{at}/headGroupSpec", k.image, k.head)
-        ops += _group(f"{at}/workerGroupSpecs/0", k.image, k.cpu_workers)
+        ops = _group(f"{at}/headGroupSpec", k.image, k.head, flags)
+        ops += _group(f"{at}/workerGroupSpecs/0", k.image, k.cpu_workers, flags)
         if overlay == "gpu" and kind != "RayService":  # serving needs no GPU
-            ops += _group(f"{at}/workerGroupSpecs/1", k.gpu_image, k.gpu_workers)
+            ops += _group(f"{at}/workerGroupSpecs/1", k.gpu_image, k.gpu_workers, flags)
         if kind == "RayJob":
             ops += [
                 _replace("/spec/ttlSecondsAfterFinished", k.job_ttl_seconds),
@@ -108,8 +111,9 @@ def _patches(cfg: RelayConfig, config_text: str, overlay: str) -> list[dict[str,
     return patches
 
 
-def _group(at: str, image: str, size: PodResources) -> list[dict[str, Any]]:
-    """Image and requests = limits of a group's Ray container; replicas of a worker group."""
+def _group(at: str, image: str, size: PodResources, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Image, requests = limits and added `env` of a group's Ray container; replicas of a
+    worker group."""
     limits: dict[str, Any] = {"cpu": size.cpu, "memory": size.memory}
     if isinstance(size, GpuWorkerGroup):
         limits["nvidia.com/gpu"] = size.gpus
@@ -117,6 +121,10 @@ def _group(at: str, image: str, size: PodResources) -> list[dict[str, Any]]:
     ops = [
         _replace(f"{container}/image", image),
         _replace(f"{container}/resources", {"limits": limits, "requests": dict(limits)}),
+    ]
+    ops += [
+        {"op": "add", "path": f"{container}/env/-", "value": {"name": name, "value": value}}
+        for name, value in env.items()
     ]
     if isinstance(size, WorkerGroup):
         ops += [
