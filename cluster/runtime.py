@@ -23,6 +23,10 @@ _ENV_DEFAULTS = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # results go to MLflow, not result.json
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # epochs are short
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # bars on stderr for a few KiB
+    # Ctrl-C interrupts the run (then `relay run --resume`). Tune's own handler would end the
+    # search early and let the pipeline go on to register a model from it, and it stays
+    # installed after the search, swallowing the Ctrl-C that should stop `relay run --serve`.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 

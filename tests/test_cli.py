@@ -187,6 +187,46 @@ def sqlite_tags(db: Path, run_id: str) -> dict[str, str]:
     return MlflowClient(tracking_uri=f"sqlite:///{db}").get_run(run_id).data.tags
 
 
+def in_tuning(args: list[str], folder: Path, **popen) -> subprocess.Popen:
+    """`relay run` in its own session, returned once a trial has written a checkpoint."""
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["PYTHONPATH"] = str(ROOT)
+    driver = subprocess.Popen(args, cwd=folder, env=env, start_new_session=True, **popen)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and driver.poll() is None:
+        if list((folder / ".relay" / "tune").glob("*/*/checkpoint_000000")):
+            break
+        time.sleep(0.1)
+    assert driver.poll() is None, "the run ended before it could be interrupted"
+    return driver
+
+
+def test_ctrl_c_during_tuning_interrupts_the_run_and_registers_nothing(tmp_path):
+    """Tune's own SIGINT handler would end the search early and let the pipeline register a
+    model from it; relay turns it off, so Ctrl-C stops the run and says how to resume."""
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    config = write_config(
+        tmp_path,
+        tune={"num_samples": 2, "scheduler": "fifo"},
+        train={"epochs": 6, "batch_size": 32},
+    )
+    args = [*RELAY, "run", str(config), "--until", "register"]
+    driver = in_tuning(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-3000:]
+    assert f"relay run {config} --resume" in stderr
+    progress = json.loads((tmp_path / ".relay" / "runs" / "credit-ci.json").read_text())
+    assert not progress["finished"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / '.relay' / 'mlflow.db'}")
+    assert client.search_model_versions("name='credit-default-ci'") == []
+
+
 def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path, capsys):
     """SIGKILL the whole `relay run` process group mid-tune, then `relay run --resume`."""
     import signal
@@ -204,23 +244,8 @@ def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path, cap
     nothing = run([*args, "--resume"], tmp_path)
     assert nothing.returncode == 2 and "no interrupted run" in nothing.stderr
 
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env["PYTHONPATH"] = str(ROOT)
     before = ray_dirs_in_use()
-    driver = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and driver.poll() is None:
-        if list((tmp_path / ".relay" / "tune").glob("*/*/checkpoint_000000")):
-            break
-        time.sleep(0.1)
-    assert driver.poll() is None, "the run ended before it could be interrupted"
+    driver = in_tuning(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     time.sleep(2)
