@@ -168,8 +168,10 @@ class Tracker:
             run_id = self.start(name, parent, tags, stage)
         try:
             yield run_id
-        except BaseException:
+        except BaseException as exc:
             self.set_terminated(run_id, "FAILED")
+            if self.spooling and isinstance(exc, ClusterUnreachableError):
+                raise ClusterUnreachableError(self.spooled_message()) from None  # counts this end
             raise
         self.set_terminated(run_id, "FINISHED")
         if self.spooling:
@@ -250,6 +252,13 @@ class Tracker:
             "profile": None if profile is None else json.dumps(profile),
         }
         self._write({"op": "log_inputs", "run_id": run_id, "dataset": dataset, "context": context})
+
+    def read(self, call: Callable[[], T]) -> T:
+        """A query, retried like a write. It cannot be spooled: once writes are, it fails at
+        once with the spool's message instead of waiting for the server again."""
+        if self.spooling:
+            raise ClusterUnreachableError(self.spooled_message())
+        return self._retry(call)
 
     def spooled_message(self) -> str:
         assert self.journal is not None and self.spool_root is not None
