@@ -171,7 +171,8 @@ class Tracker:
         except BaseException as exc:
             self.set_terminated(run_id, "FAILED")
             if self.spooling and isinstance(exc, ClusterUnreachableError):
-                raise ClusterUnreachableError(self.spooled_message()) from None  # counts this end
+                # the message names the spool and counts every record, the FAILED end included
+                raise ClusterUnreachableError(self.spooled_message()) from None
             raise
         self.set_terminated(run_id, "FINISHED")
         if self.spooling:
