@@ -193,8 +193,11 @@ class Tracker:
             run_id = self.start(name, parent, tags, stage)
         try:
             yield run_id
-        except BaseException:
+        except BaseException as exc:
             self.set_terminated(run_id, "FAILED")
+            if self.spooling and isinstance(exc, ClusterUnreachableError):
+                # the message names the spool and counts every record, the FAILED end included
+                raise ClusterUnreachableError(self.spooled_message()) from None
             raise
         self.set_terminated(run_id, "FINISHED")
         if self.spooling:
@@ -275,6 +278,13 @@ class Tracker:
             "profile": None if profile is None else json.dumps(profile),
         }
         self._write({"op": "log_inputs", "run_id": run_id, "dataset": dataset, "context": context})
+
+    def read(self, call: Callable[[], T]) -> T:
+        """A query, retried like a write. It cannot be spooled: once writes are, it fails at
+        once with the spool's message instead of waiting for the server again."""
+        if self.spooling:
+            raise ClusterUnreachableError(self.spooled_message())
+        return self._retry(call)
 
     def spooled_message(self) -> str:
         assert self.journal is not None and self.spool_root is not None

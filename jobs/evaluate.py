@@ -101,8 +101,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
             },
         )
         with tempfile.TemporaryDirectory(prefix="relay-plots-") as tmp:
-            tracker.client.log_artifacts(
-                run_id, str(draw_plots(spec, truth, output, Path(tmp))), artifact_path="plots"
+            tracker.log_artifacts(
+                run_id, draw_plots(spec, truth, output, Path(tmp)), artifact_path="plots"
             )
     return evaluation
 

@@ -166,7 +166,9 @@ def run(
             if "model_version" in summary:
                 from jobs import lineage
 
-                graph = lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
+                graph = tracker.read(
+                    lambda: lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
+                )
                 tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
             state.finished = True
             progress.save(cfg, state)

@@ -98,8 +98,8 @@ def run(
             },
         )
         tracker.log(evaluation.run_id, tags=gate_tags(decision))  # beside the metrics judged
-        client.log_dict(run_id, gates, "gates.json")
-        client.log_text(run_id, gatereport.markdown(gates), "gates.md")
+        tracker.log_dict(run_id, gates, "gates.json")
+        tracker.log_text(run_id, gatereport.markdown(gates), "gates.md")
         card = modelcard.render(
             cfg,
             dataset.meta,
@@ -109,7 +109,7 @@ def run(
             gates,
             {k.removeprefix("relay."): v for k, v in lineage.items() if k.endswith("_run_id")},
         )
-        client.log_text(run_id, card, MODEL_CARD)
+        tracker.log_text(run_id, card, MODEL_CARD)
         description = card
         if len(card) > MAX_DESCRIPTION:
             pointer = f"runs:/{run_id}/{MODEL_CARD}"

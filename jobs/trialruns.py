@@ -3,7 +3,9 @@
 Trials do not import MLflow or write to the store (that cost seconds per trial and raced on
 sqlite); the driver sees every result anyway. Runs are keyed by Tune's trial id, which
 survives trial restarts and `Tuner.restore`, so a resumed search finds its runs instead of
-duplicating them, and skips epochs it had already logged.
+duplicating them, and skips epochs it had already logged. The driver's own Tracker is used
+while Tune runs in the driver, so a server that stays down is one journal, one retry window and
+one message for the whole run; only a callback unpickled by `Tuner.restore` builds its own.
 """
 
 from __future__ import annotations
@@ -21,34 +23,35 @@ METRIC_PREFIXES = ("train_", "val_", "epoch_seconds")
 class TrialRuns(Callback):
     """Creates, fills and closes the trial runs under one tune run."""
 
-    def __init__(
-        self, tracker: dict[str, Any], tune_run_id: str, epochs: int, defaults: dict[str, Any]
-    ):
-        self.settings = tracker  # Tracker.settings: the driver's tracker, rebuilt after pickling
-        self.experiment_id = tracker["experiment_id"]
+    def __init__(self, tracker: Tracker, tune_run_id: str, epochs: int, defaults: dict[str, Any]):
+        self.settings = tracker.settings  # to rebuild a tracker after unpickling
+        self.experiment_id = tracker.experiment_id
         self.tune_run_id, self.epochs, self.defaults = tune_run_id, epochs, defaults
-        self._tracker: Tracker | None = None
-        self._runs: dict[str, str] = {}  # trial id -> run id
+        self._tracker: Tracker | None = tracker
+        self._runs: dict[str, str] | None = None  # trial id -> run id, read on first use
         self._logged: dict[str, int] = {}  # run id -> last epoch in the store
         self._recovered: set[str] = set()  # runs whose trial Tune just restarted
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment; the client is rebuilt after."""
-        return {**self.__dict__, "_tracker": None, "_runs": {}, "_logged": {}, "_recovered": set()}
+        state = {**self.__dict__, "_tracker": None, "_runs": None}
+        return state | {"_logged": {}, "_recovered": set()}
 
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
             self._tracker = Tracker(**self.settings)
-            self._runs = self.existing()
         return self._tracker
 
     def existing(self) -> dict[str, str]:
         """Trial id -> run id for the runs already under the tune run."""
-        found = self.tracker.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{self.tune_run_id}'",
-            max_results=10_000,
+        client = self.tracker.client
+        found = self.tracker.read(
+            lambda: client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.tune_run_id}'",
+                max_results=10_000,
+            )
         )
         return {
             r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in found if TRIAL_ID_TAG in r.data.tags
@@ -56,6 +59,8 @@ class TrialRuns(Callback):
 
     def run_for(self, trial: Any) -> str:
         tracker = self.tracker
+        if self._runs is None:
+            self._runs = self.existing()
         run_id = self._runs.get(trial.trial_id)
         if run_id is None:
             run_id = tracker.start(
@@ -68,8 +73,9 @@ class TrialRuns(Callback):
             self._runs[trial.trial_id] = run_id
             self._logged[run_id] = 0
         elif run_id not in self._logged:  # a run from before a restart: find where it got to
-            tracker.client.update_run(run_id, status="RUNNING")
-            history = tracker.client.get_metric_history(run_id, "val_loss")
+            client = tracker.client
+            tracker.read(lambda: client.update_run(run_id, status="RUNNING"))
+            history = tracker.read(lambda: client.get_metric_history(run_id, "val_loss"))
             self._logged[run_id] = max((m.step for m in history), default=0)
         return run_id
 

@@ -160,7 +160,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             else FIFOScheduler()
         )
         trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
-        trial_runs = TrialRuns(tracker.settings, run_id, ctx.epochs, defaults)
+        trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults)
         if tune.Tuner.can_restore(f"{storage}/{name}"):
             tuner = tune.Tuner.restore(
                 f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
@@ -292,7 +292,9 @@ def _record(
         },
     )
     with tempfile.TemporaryDirectory() as folder:
-        histories = plots.histories_from(tracker.client, list(run_ids.values()), cfg.tune.metric)
+        histories = tracker.read(
+            lambda: plots.histories_from(tracker.client, list(run_ids.values()), cfg.tune.metric)
+        )
         png = plots.learning_curves(
             histories, best_run, cfg.tune.metric, Path(folder) / "learning_curves.png"
         )
