@@ -279,9 +279,10 @@ class Tracker:
         }
         self._write({"op": "log_inputs", "run_id": run_id, "dataset": dataset, "context": context})
 
-    def read(self, call: Callable[[], T]) -> T:
-        """A query, retried like a write. It cannot be spooled: once writes are, it fails at
-        once with the spool's message instead of waiting for the server again."""
+    def online(self, call: Callable[[], T]) -> T:
+        """A call that must reach the store (a query, a registry write), retried like a write.
+        It cannot be spooled: once writes are, it fails at once with the spool's message
+        instead of waiting for the server again."""
         if self.spooling:
             raise ClusterUnreachableError(self.spooled_message())
         return self._retry(call)

@@ -166,7 +166,7 @@ def run(
             if "model_version" in summary:
                 from jobs import lineage
 
-                graph = tracker.read(
+                graph = tracker.online(
                     lambda: lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
                 )
                 tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")

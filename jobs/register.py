@@ -53,12 +53,14 @@ def run(
             tracker.log_artifacts(outcome.best_run_id, folder, artifact_path=BUNDLE_PATH)
         name = cfg.model.name
         try:
-            client.get_registered_model(name)
+            tracker.online(lambda: client.get_registered_model(name))
         except MlflowException:
-            client.create_registered_model(
-                name, description=f"Registered by relay pipeline '{cfg.name}'."
+            tracker.online(
+                lambda: client.create_registered_model(
+                    name, description=f"Registered by relay pipeline '{cfg.name}'."
+                )
             )
-        decision = promote.decide(cfg, client, dataset, evaluation)
+        decision = tracker.online(lambda: promote.decide(cfg, client, dataset, evaluation))
         champion = decision.champion.version if decision.champion else None
         lineage = {
             SHA_TAG: sha,
@@ -71,16 +73,18 @@ def run(
             **{f"relay.{k}": f"{v:.6g}" for k, v in evaluation.metrics.items()},
             **gate_tags(decision),
         }
-        mv = client.create_model_version(
-            name,
-            source=f"runs:/{outcome.best_run_id}/{BUNDLE_PATH}",
-            run_id=outcome.best_run_id,
-            tags=lineage,
+        mv = tracker.online(
+            lambda: client.create_model_version(
+                name,
+                source=f"runs:/{outcome.best_run_id}/{BUNDLE_PATH}",
+                run_id=outcome.best_run_id,
+                tags=lineage,
+            )
         )
         alias = cfg.serve.alias if decision.promoted else REJECTED
         if decision.promoted and champion is not None:
-            client.set_registered_model_alias(name, PREVIOUS, str(champion))
-        client.set_registered_model_alias(name, alias, mv.version)
+            tracker.online(lambda: client.set_registered_model_alias(name, PREVIOUS, str(champion)))
+        tracker.online(lambda: client.set_registered_model_alias(name, alias, mv.version))
         gates = gatereport.record(
             name, int(mv.version), decision.promoted, champion, decision.results
         )
@@ -114,7 +118,9 @@ def run(
         if len(card) > MAX_DESCRIPTION:
             pointer = f"runs:/{run_id}/{MODEL_CARD}"
             description = f"{gatereport.headline(gates)}. Model card: {pointer}"
-        client.update_model_version(name, mv.version, description=description)
+        tracker.online(
+            lambda: client.update_model_version(name, mv.version, description=description)
+        )
     return Registered(
         name=name,
         version=int(mv.version),

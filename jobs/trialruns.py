@@ -46,7 +46,7 @@ class TrialRuns(Callback):
     def existing(self) -> dict[str, str]:
         """Trial id -> run id for the runs already under the tune run."""
         client = self.tracker.client
-        found = self.tracker.read(
+        found = self.tracker.online(
             lambda: client.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.`mlflow.parentRunId` = '{self.tune_run_id}'",
@@ -74,8 +74,8 @@ class TrialRuns(Callback):
             self._logged[run_id] = 0
         elif run_id not in self._logged:  # a run from before a restart: find where it got to
             client = tracker.client
-            tracker.read(lambda: client.update_run(run_id, status="RUNNING"))
-            history = tracker.read(lambda: client.get_metric_history(run_id, "val_loss"))
+            tracker.online(lambda: client.update_run(run_id, status="RUNNING"))
+            history = tracker.online(lambda: client.get_metric_history(run_id, "val_loss"))
             self._logged[run_id] = max((m.step for m in history), default=0)
         return run_id
 

@@ -292,7 +292,7 @@ def _record(
         },
     )
     with tempfile.TemporaryDirectory() as folder:
-        histories = tracker.read(
+        histories = tracker.online(
             lambda: plots.histories_from(tracker.client, list(run_ids.values()), cfg.tune.metric)
         )
         png = plots.learning_curves(
