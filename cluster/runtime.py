@@ -17,6 +17,8 @@ from cluster.serveflags import serve_flags
 log = logging.getLogger(__name__)
 
 # Quiet, offline-friendly defaults; a user's own environment always wins.
+DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+EMBEDDED_DRAIN_S = "3"  # HAProxy, Serve's own, is told by the controller within ~1 s
 _ENV_DEFAULTS = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
@@ -85,6 +87,11 @@ def ray_session(
             # A private cluster: never attach to whatever /tmp/ray/ray_current_cluster names.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             flags = serve_flags(serve) if serve else {}
+            if serve and serve.ingress != "proxy" and DRAIN_ENV not in os.environ:
+                # Serve holds a replaced or stopped direct-ingress replica for 30 s so an
+                # external load balancer can deregister it; none sits in front of a private
+                # Ray, so that wait only delayed swaps and Ctrl-C (34 s to stop the endpoint).
+                flags[DRAIN_ENV] = EMBEDDED_DRAIN_S
             saved = {key: os.environ.get(key) for key in flags}
             os.environ.update(flags)  # raylet, and through it every worker, inherits them
             temp_dir = tempfile.mkdtemp(prefix="relay-ray-")
