@@ -40,6 +40,11 @@ class ClusterUnreachableError(RelayError):
     exit_code = 5
 
 
+class TrackingSpooledError(ClusterUnreachableError):
+    """The tracking server stayed down: the run's records wait in a local spool for
+    `relay tracking sync`, after which the run can be resumed."""
+
+
 class ServingError(RelayError):
     """The model could not be served (bad artifact, hash mismatch, endpoint not healthy)."""
 

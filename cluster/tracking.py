@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from cluster import retry, spool
 from cluster.config import RelayConfig
-from cluster.errors import ClusterUnreachableError, ConfigError
+from cluster.errors import ClusterUnreachableError, ConfigError, TrackingSpooledError
 from cluster.redact import redacted
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -161,7 +161,7 @@ class Tracker:
     ) -> str:
         """Create a run: it needs the server's answer (the id), so it cannot be spooled."""
         if self.spooling:
-            raise ClusterUnreachableError(self.spooled_message())
+            raise TrackingSpooledError(self.spooled_message())
         all_tags = dict(tags or {})
         if parent:
             all_tags[PARENT_TAG] = parent
@@ -197,11 +197,11 @@ class Tracker:
             self.set_terminated(run_id, "FAILED")
             if self.spooling and isinstance(exc, ClusterUnreachableError):
                 # the message names the spool and counts every record, the FAILED end included
-                raise ClusterUnreachableError(self.spooled_message()) from None
+                raise TrackingSpooledError(self.spooled_message()) from None
             raise
         self.set_terminated(run_id, "FINISHED")
         if self.spooling:
-            raise ClusterUnreachableError(self.spooled_message())
+            raise TrackingSpooledError(self.spooled_message())
 
     def set_terminated(self, run_id: str, status: str) -> None:
         end = int(time.time() * 1000)
@@ -284,7 +284,7 @@ class Tracker:
         It cannot be spooled: once writes are, it fails at once with the spool's message
         instead of waiting for the server again."""
         if self.spooling:
-            raise ClusterUnreachableError(self.spooled_message())
+            raise TrackingSpooledError(self.spooled_message())
         return self._retry(call)
 
     def spooled_message(self) -> str:

@@ -604,7 +604,7 @@ def run_command(
     ci: bool = False,
 ) -> int:
     """Shared by `relay run` and `python -m jobs.<stage>`: returns the exit code."""
-    from cluster.errors import GateFailedError
+    from cluster.errors import GateFailedError, TrackingSpooledError
     from jobs import gatereport, pipeline
 
     def report(summary: dict[str, Any]) -> None:
@@ -645,6 +645,8 @@ def run_command(
         if debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {exc}", highlight=False)
+        if isinstance(exc, TrackingSpooledError):
+            err.print(f"then continue the run with: relay run {config} --resume", highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
         err.print(f"interrupted: continue with  relay run {config} --resume")

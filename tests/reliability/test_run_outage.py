@@ -4,54 +4,34 @@ fails with exit 5 and a spool that `relay tracking sync` uploads."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cluster import spool
-from cluster.errors import ConfigError
 from jobs import trackingserver
 from jobs.cli import app
 from jobs.trialruns import TRIAL_ID_TAG
 from tests.cli_output import json_output
-from tests.conftest import ROOT, ci_raw, free_port, merge
+from tests.conftest import ROOT, ci_raw, merge
 
 RELAY = [sys.executable, "-m", "jobs.cli"]
 NUM_SAMPLES = ci_raw()["tune"]["num_samples"]
 DOWN_SECONDS = 3.0  # the server stays stopped this long before it is started again
 
 
-@pytest.fixture(scope="module")
-def server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """One server folder and port for the module (a start costs ~5-10 s here)."""
-    state, port = str(tmp_path_factory.mktemp("server")), free_port()
-    yield state, port
-    with contextlib.suppress(ConfigError):  # a test left it down
-        trackingserver.down(state)
-
-
-@pytest.fixture
-def server(server_home: tuple[str, int]) -> tuple[str, int, str]:
-    """(state dir, port, uri), up: the running server, or restarted on the same port and store."""
-    state, port = server_home
-    return state, port, trackingserver.up(state, port)["uri"]
-
-
-def start_run(tmp_path: Path, uri: str, retry_seconds: float) -> subprocess.Popen:
-    """`relay run ci.yaml --until register --json` logging to `uri` in an experiment of its
-    own (the tests share a server); output to files."""
+def start_run(tmp_path: Path, uri: str, retry_seconds: float, *extra: str) -> subprocess.Popen:
+    """`relay run ci.yaml --until register --json [extra]` logging to `uri` in an experiment
+    of its own (the tests share a server); output to files."""
     config = tmp_path / "ci.yaml"
     override = {
         "tracking": {"uri": uri, "retry_seconds": retry_seconds, "experiment": tmp_path.name},
@@ -61,7 +41,7 @@ def start_run(tmp_path: Path, uri: str, retry_seconds: float) -> subprocess.Pope
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.Popen(
-        [*RELAY, "run", str(config), "--until", "register", "--json"],
+        [*RELAY, "run", str(config), "--until", "register", "--json", *extra],
         cwd=tmp_path,
         env=env,
         stdout=(tmp_path / "stdout").open("w"),
@@ -214,6 +194,18 @@ def test_server_that_never_comes_back_fails_the_run_clearly_and_sync_uploads_it(
     assert [r.info.status for r in stages["pipeline"]] == ["FAILED"]
     assert [r.info.status for r in stages["tune"]] == ["FAILED"]
     assert "evaluate" not in stages and "register" not in stages  # they need the server
+
+    # The failure said what follows the sync: the same runs carry on to the end.
+    assert f"relay run {tmp_path / 'ci.yaml'} --resume" in stderr
+    code, stdout, stderr = finish(start_run(tmp_path, uri, 2, "--resume"), tmp_path)
+    assert code == 0, stderr[-3000:]
+    assert json.loads(stdout.strip().splitlines()[-1])["pipeline_run_id"] == (
+        stages["pipeline"][0].info.run_id
+    )
+    resumed = store.by_stage()
+    for stage in ("pipeline", "etl", "tune", "evaluate", "register"):
+        assert [r.info.status for r in resumed[stage]] == ["FINISHED"], stage
+    assert len(store.assert_trials_complete()) == len(stages["trial"])  # none twice
     print(
         f"\nserver never back (retry 2 s): exit 5 {failed_after:.1f} s after the stop, "
         f"{len(records)} records spooled and synced; test {time.monotonic() - started:.1f} s"

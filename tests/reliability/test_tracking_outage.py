@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +14,12 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cluster import spool
-from cluster.errors import ClusterUnreachableError, ConfigError
+from cluster.errors import ClusterUnreachableError
 from cluster.tracking import Tracker
 from jobs import trackingserver
 from jobs.cli import app
 from tests.cli_output import json_output
 from tests.conftest import free_port
-
-
-@pytest.fixture(scope="module")
-def server_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """One server folder and port for the module (a start costs ~5-10 s here)."""
-    state, port = str(tmp_path_factory.mktemp("server")), free_port()
-    yield state, port
-    with contextlib.suppress(ConfigError):  # a test left it down
-        trackingserver.down(state)
-
-
-@pytest.fixture
-def server(server_home: tuple[str, int]) -> tuple[str, int, str]:
-    """(state dir, port, uri), up: the running server, or restarted on the same port and store."""
-    state, port = server_home
-    return state, port, trackingserver.up(state, port)["uri"]
 
 
 def log_everything(tracker: Tracker, run_id: str, artifact: Path, step: int) -> None:
