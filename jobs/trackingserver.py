@@ -42,6 +42,11 @@ def up(
     root = folder(state_dir)
     running = status(state_dir)
     if running:
+        if running.get("auth", "none") != ("basic" if basic_auth else "none"):
+            raise ConfigError(
+                f"a tracking server with auth {running.get('auth', 'none')} already runs from "
+                f"{root} (pid {running['pid']}): `relay tracking down` it first"
+            )
         return running
     root.mkdir(parents=True, exist_ok=True)
     uri = f"http://{host}:{port}"

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cluster import localcluster
 from cluster.config import ServeConfig
-from cluster.errors import ClusterUnreachableError
+from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.processes import pids_mentioning
 from cluster.serveflags import serve_flags
 from cluster.tracking import CREDENTIALS_ENV, Tracker, use_credentials_file
@@ -83,6 +83,8 @@ def test_tracking_server_wants_the_generated_password_and_never_shows_it(cluster
     assert basic_auth_status(url) == 401
     assert basic_auth_status(url, user, "not-the-password") == 401
     assert basic_auth_status(url, user, password) == 200
+    with pytest.raises(ConfigError, match="with auth basic already runs"):
+        trackingserver.up(cluster["state"], basic_auth=False)  # never silently without auth
     shown = [json.dumps(server), *(p.read_text() for p in credentials.parent.glob("*.json"))]
     shown += [Path(f"/proc/{pid}/cmdline").read_bytes().decode() for pid in group(server["pid"])]
     assert not [text for text in shown if password in text]
