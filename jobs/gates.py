@@ -146,13 +146,18 @@ def beat_champion(
     return GateResult(gate, passed, gain, margin, reason, detail={"new": new, "champion": champion})
 
 
+def group_masks(groups: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(group, row mask) per group, in name order; values compared as text (None, categories)."""
+    labels = np.array([str(g) for g in groups])
+    return [(group, labels == group) for group in sorted(set(labels.tolist()))]
+
+
 def classification_groups(
     groups: np.ndarray, truth_positive: np.ndarray, predicted_positive: np.ndarray
 ) -> dict[str, dict[str, float | None]]:
     """Per group: rows, TPR, FPR, accuracy, share predicted positive (None where undefined)."""
     out: dict[str, dict[str, float | None]] = {}
-    for group in sorted({str(g) for g in groups}):
-        mask = np.array([str(g) == group for g in groups])
+    for group, mask in group_masks(groups):
         truth, pred = truth_positive[mask], predicted_positive[mask]
         out[group] = {
             "n": float(mask.sum()),
@@ -168,8 +173,7 @@ def regression_groups(
     groups: np.ndarray, truth: np.ndarray, prediction: np.ndarray
 ) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
-    for group in sorted({str(g) for g in groups}):
-        mask = np.array([str(g) == group for g in groups])
+    for group, mask in group_masks(groups):
         out[group] = {
             "n": float(mask.sum()),
             "mean_prediction": _mean(prediction[mask]),
