@@ -228,22 +228,19 @@ class Tracker:
         )
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
-        self._write(
-            {
-                "op": "log_artifact",
-                "run_id": run_id,
-                "path": str(Path(path).resolve()),
-                "artifact_path": artifact_path,
-            }
-        )
+        self._write_path("log_artifact", run_id, path, artifact_path)
 
     def log_artifacts(self, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
         """The folder's contents under `artifact_path`."""
+        self._write_path("log_artifacts", run_id, folder, artifact_path)
+
+    def _write_path(self, op: str, run_id: str, path: Path, artifact_path: str | None) -> None:
+        """A file or folder record, by absolute path (a spool copies it from there)."""
         self._write(
             {
-                "op": "log_artifacts",
+                "op": op,
                 "run_id": run_id,
-                "path": str(Path(folder).resolve()),
+                "path": str(Path(path).resolve()),
                 "artifact_path": artifact_path,
             }
         )
