@@ -21,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cluster import localcluster  # noqa: E402
+from cluster import localcluster, trackingserver  # noqa: E402
 from cluster.submit import TERMINAL, Target, submit  # noqa: E402
-from jobs import trackingserver  # noqa: E402
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
 Usage: python benchmarks/etl.py --rows 5000000 [--files N]
 
 The raw files are generated once (cached under .relay/bench). Then, on the same files:
-- relay: `jobs.etl.build` on an embedded Ray (2 CPUs): the id pass, then one streaming task
+- relay: `jobs.build` on an embedded Ray (2 CPUs): the id pass, then one streaming task
   per file, two at a time. Memory = peak PSS summed over this process and every Ray process.
-- baseline: the same per-file pyarrow transform (`jobs.etl_file`, `jobs.dedupe`) called
+- baseline: the same per-file pyarrow transform (`jobs.etl.file`, `jobs.etl.dedupe`) called
   sequentially in one fresh Python process without Ray. Memory = that process's peak RSS.
 Ray start-up is timed apart (`cluster_start_s`). The last line is one JSON object.
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def bench_config(rows: int, files: int, state: Path):
-    from cluster.config import load_config
+    from cluster.configfile import load_config
 
     return load_config(
         ROOT / "configs" / "demo.yaml",
@@ -66,7 +66,8 @@ def tree_pss_mb(root_pid: int) -> float:
 
 def run_relay(rows: int, files: int, raw_root: Path) -> dict:
     from cluster.runtime import ray_session
-    from jobs import etl, synthetic
+    from jobs.etl import synthetic
+    from jobs.etl.stage import build
 
     state = Path(tempfile.mkdtemp(prefix="relay-bench-etl-"))
     cfg = bench_config(rows, files, state)
@@ -86,7 +87,7 @@ def run_relay(rows: int, files: int, raw_root: Path) -> dict:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.perf_counter()
-        dataset = etl.build(cfg)
+        dataset = build(cfg)
         seconds = time.perf_counter() - t0
         done.set()
         sampler.join()
@@ -103,8 +104,9 @@ def run_relay(rows: int, files: int, raw_root: Path) -> dict:
 def run_baseline(rows: int, files: int, raw_root: Path) -> dict:
     """In this (fresh) process: the same transform, file after file, no Ray."""
 
-    from jobs import dedupe, etl_file, synthetic
-    from jobs.sources import RawFile
+    from jobs.data.sources import RawFile
+    from jobs.etl import dedupe, synthetic
+    from jobs.etl import file as etl_file
 
     cfg = bench_config(rows, files, Path(tempfile.mkdtemp(prefix="relay-bench-base-")))
     paths = sorted(synthetic.generated_files(cfg.data.source, cfg.seed, raw_root))

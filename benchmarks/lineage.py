@@ -49,8 +49,8 @@ def instrument(cls: type, seconds: Counter) -> None:
 def main() -> None:
     from mlflow.tracking import MlflowClient
 
-    from cluster.config import load_config
-    from jobs import pipeline
+    from cluster.configfile import load_config
+    from jobs.pipeline import runner
 
     config = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "configs" / "demo.yaml")
     state = Path(tempfile.mkdtemp(prefix="relay-bench-lineage-"))
@@ -61,7 +61,7 @@ def main() -> None:
             config,
             overrides={"runtime.state_dir": str(state), "tracking.uri": f"sqlite:///{state}/m.db"},
         )
-        summary = pipeline.run(cfg)
+        summary = runner.run(cfg)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     mlflow_s = sum(seconds.values())

@@ -81,7 +81,7 @@ def main() -> None:
     seconds = options.seconds
     from ray import serve
 
-    from cluster.config import load_config
+    from cluster.configfile import load_config
     from cluster.runtime import ray_session
     from tests.conftest import free_port
 
@@ -106,9 +106,9 @@ def main() -> None:
     bare = None
     try:
         with ray_session(cfg.runtime, serve=cfg.serve):
-            from jobs import pipeline
+            from jobs.pipeline import runner
 
-            summary = pipeline.run(cfg, keep_serving=True)
+            summary = runner.run(cfg, keep_serving=True)
             token = Path(summary["token_file"]).read_text().strip()
             record = summary["prediction"]["request"]
             bare = subprocess.Popen(

@@ -50,17 +50,17 @@ BIG_MODEL = {
 
 
 def main() -> None:
-    from cluster.config import load_config
+    from cluster.configfile import load_config
     from cluster.runtime import ray_session
     from cluster.tracking import Tracker
-    from jobs import pipeline
+    from jobs.pipeline import runner
 
     state = Path(tempfile.mkdtemp(prefix="relay-bench-tune-"))
     base = {"runtime.state_dir": str(state), "tracking.uri": f"sqlite:///{state}/mlflow.db"}
 
     def tune_with(**overrides: Any) -> dict[str, Any]:
         cfg = load_config(ROOT / "configs" / "demo.yaml", overrides={**base, **overrides})
-        return pipeline.run(cfg, until="tune")
+        return runner.run(cfg, until="tune")
 
     def epoch_seconds(summary: dict[str, Any]) -> float:
         tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])

@@ -97,8 +97,9 @@ class Target:
 
 def entrypoint(config: str, until: str = "deploy", overrides: dict[str, str] | None = None) -> str:
     """The command the job runs, usable verbatim with `ray job submit -- ...`."""
-    module = "pipeline" if until == "deploy" else until
-    parts = ["python", "-m", f"jobs.{module}", "--config", config, "--json"]
+    parts = ["python", "-m", "jobs.pipeline", "--config", config, "--json"]
+    if until != "deploy":
+        parts += ["--until", until]
     for key, value in (overrides or {}).items():
         parts += ["--set", f"{key}={value}"]
     return shlex.join(parts)

@@ -1,2 +1,6 @@
-"""What you submit to a cluster: one module per stage (``python -m jobs.<stage>``), the
-pipeline that chains them, and the ``relay`` CLI. May import ``cluster`` and ``serving``."""
+"""What you submit to a cluster: the stages (one package each), the pipeline that chains them
+(``python -m jobs.pipeline``) and the ``relay`` CLI.
+
+Layers, checked by import-linter (pyproject.toml): cli > pipeline > stages > the libraries the
+stages share (gates, train, metrics, data) > artifacts. May import ``serving`` and ``cluster``.
+"""

@@ -74,3 +74,14 @@ class Client:
             except (ValueError, AttributeError):
                 detail = text
             raise EndpointError(exc.code, detail) from None
+
+
+def get_json(url: str, body: Any = None, timeout: float = 30.0, token: str | None = None) -> Any:
+    """GET (or POST `body` as JSON) and decode; HTTP errors raise with the server's message."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.config import RelayConfig, RuntimeConfig, ServeConfig, parse_config
+from cluster.config import RelayConfig, RuntimeConfig, ServeConfig
+from cluster.configfile import parse_config
 from cluster.runtime import RayInfo, ray_session
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from cluster.config import GpuWorkerGroup, PodResources, RelayConfig, WorkerGrou
 from cluster.errors import ConfigError
 from cluster.serveflags import serve_flags
 from jobs.k8s import kustomize
-from jobs.serveargs import serve_args
+from serving.launch import app_args
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
 OVERLAYS = ("cpu", "gpu")
@@ -42,7 +42,7 @@ def serve_config(cfg: RelayConfig) -> dict[str, Any]:
             "serve.auth none is not allowed on Kubernetes (the endpoint listens on the pod "
             "network): use auth token"
         )
-    args = serve_args(cfg, cfg.tracking.uri or TRACKING_URI, None, log_level="INFO")
+    args = app_args(cfg, cfg.tracking.uri or TRACKING_URI, None, log_level="INFO")
     args["token_env"] = TOKEN_ENV
     return {
         "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},

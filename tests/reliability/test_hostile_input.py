@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cluster.config import load_config, parse_config
+from cluster.configfile import load_config, parse_config
 from cluster.errors import ConfigError, DataQualityError
-from jobs.etl_file import REJECTS, SPLITS, process_file
-from jobs.sources import RawFile, check_columns
+from jobs.data.sources import RawFile, check_columns
+from jobs.etl.file import REJECTS, SPLITS, process_file
 from tests.conftest import CI_CONFIG, ci_raw, merge
 
 FUZZ = settings(

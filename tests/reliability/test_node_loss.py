@@ -21,11 +21,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import localcluster
+from cluster import localcluster, trackingserver
 from cluster.processes import kill, pids_mentioning
 from cluster.submit import TERMINAL, Target, describe
-from jobs import etl, trackingserver
-from jobs.cli import app
+from jobs.cli.app import app
+from jobs.etl.stage import build
 from tests.cli_output import json_output
 from tests.conftest import CI_CONFIG, ROOT, ci_raw, free_port, merge
 
@@ -180,7 +180,7 @@ def test_losing_a_worker_during_etl_gives_the_same_dataset(
     assert any(a["attempt_number"] >= 1 and a["state"] == "FINISHED" for a in attempts)
     assert lost not in etl_run.data.tags["relay.node_ids"].split(",")
     # ... and the dataset is the one an undisturbed single-node run builds, byte for byte.
-    reference = etl.build(make_config(base=merge(ci_raw(), {"data": {"source": ETL_DATA}})))
+    reference = build(make_config(base=merge(ci_raw(), {"data": {"source": ETL_DATA}})))
     assert etl_run.data.tags["relay.dataset_digest"] == reference.digest
     assert etl_run.data.metrics["rows_in"] == ETL_DATA["rows"]
     with capsys.disabled():

@@ -10,11 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster import spool
-from cluster.config import parse_config
+from cluster.configfile import parse_config
 from cluster.errors import ConfigError
 from cluster.writable import ensure_writable
-from jobs import pipeline
-from jobs.cli import app, run_command
+from jobs.cli.app import app
+from jobs.pipeline import runner
+from jobs.pipeline.command import run_command
 from tests.conftest import CI_CONFIG, ci_raw, merge
 
 
@@ -39,10 +40,10 @@ def test_unwritable_state_dir_is_refused_before_ray_starts(make_config, tmp_path
     blocker.write_text("not a folder")
     cfg = make_config(runtime={"state_dir": str(blocker / "state")})
     with pytest.raises(ConfigError, match=r"^runtime.state_dir: .*a-file/state is not writable"):
-        pipeline.run(cfg, until="etl")
+        runner.run(cfg, until="etl")
     storage = make_config(tune={"storage_path": str(blocker / "tune")})
     with pytest.raises(ConfigError, match=r"^tune.storage_path: .* is not writable"):
-        pipeline.run(storage, until="etl")
+        runner.run(storage, until="etl")
 
     code = run_command(CI_CONFIG, overrides=[f"runtime.state_dir={blocker}/state"])
     assert code == 2

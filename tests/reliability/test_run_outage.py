@@ -17,10 +17,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import spool
-from jobs import trackingserver
-from jobs.cli import app
-from jobs.trialruns import TRIAL_ID_TAG
+from cluster import spool, trackingserver
+from jobs.cli.app import app
+from jobs.tune.trialruns import TRIAL_ID_TAG
 from tests.cli_output import json_output
 from tests.conftest import ROOT, ci_raw, merge
 

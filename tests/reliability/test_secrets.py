@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cluster import spool
 from cluster.errors import ClusterUnreachableError
 from cluster.tracking import Tracker
-from jobs import pipeline
-from jobs.cli import app
+from jobs.cli.app import app
+from jobs.pipeline import runner
 from tests.conftest import free_port
 
 
@@ -53,7 +53,7 @@ def test_planted_secrets_appear_in_no_log_run_artifact_or_file(
         etl={"pii": "hash"}, tune={"num_samples": 1}, serve={"token_file": str(token_file)}
     )
     try:
-        summary = pipeline.run(cfg, keep_serving=True)
+        summary = runner.run(cfg, keep_serving=True)
         assert summary["model_version"] == 1  # the whole run happened, through deploy
         request = summary["prediction"]["request"]
         for token, status in ((secrets["serve token"], 200), (secrets[list(secrets)[3]], 403)):

@@ -13,11 +13,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import spool
+from cluster import spool, trackingserver
 from cluster.errors import ClusterUnreachableError
 from cluster.tracking import Tracker
-from jobs import trackingserver
-from jobs.cli import app
+from jobs.cli.app import app
 from tests.cli_output import json_output
 from tests.conftest import free_port
 

@@ -1,0 +1,52 @@
+"""The `relay` command line: the app and its command groups, one module each.
+
+Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed
+(registered as 'rejected', not promoted), 5 Ray or tracking unreachable, 6 serving failed,
+7 not reproduced, 8 submitted job failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cluster.errors import RelayError
+from jobs.cli import cluster, data, k8s, lineage, predict, rollout, run, submit, tracking
+from jobs.console import fail
+
+app = typer.Typer(
+    help="relay: one config, one CLI, one lineage trail, from raw data to a served model.\n\n"
+    "Example: relay run configs/demo.yaml --json",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _setup() -> None:
+    """Quiet defaults (progress bars off) for this process and the Ray workers it starts."""
+    from cluster.runtime import quiet_environment
+
+    try:
+        quiet_environment()
+    except RelayError as exc:
+        fail(exc)
+
+
+app.command()(run.run)
+app.command()(run.validate)
+app.command()(predict.predict)
+app.command()(lineage.lineage)
+app.command()(lineage.reproduce)
+app.command()(lineage.runs)
+app.add_typer(tracking.tracking_app, name="tracking")
+app.add_typer(cluster.cluster_app, name="cluster")
+app.add_typer(submit.jobs_app, name="jobs")
+app.command("submit")(submit.submit)
+app.add_typer(k8s.k8s_app, name="k8s")
+app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(data.data_app, name="data")
+
+
+def main() -> None:
+    app(prog_name="relay")

@@ -1,0 +1,63 @@
+"""`relay k8s render|validate`: KubeRay manifests from a config, checked offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cluster.configfile import load_config
+from cluster.errors import ConfigError, RelayError
+from jobs.cli.options import ConfigArg
+from jobs.console import err, fail, out
+
+k8s_app = typer.Typer(
+    help="KubeRay manifests from a pipeline config, validated offline.", no_args_is_help=True
+)
+
+
+@k8s_app.command("render")
+def k8s_render(
+    config: ConfigArg,
+    overlay: Annotated[str, typer.Option(help="cpu, or gpu (adds the GPU worker group)")] = "cpu",
+    output: Annotated[Path, typer.Option(help="Folder for the kustomization")] = Path("k8s-out"),
+) -> None:
+    """Write a kustomization (base + overlay + this config) for `kubectl apply -k`.
+
+    Example: relay k8s render configs/demo.yaml --overlay gpu --output k8s-out
+    """
+    from jobs.k8s.render import render
+
+    try:
+        objects = render(load_config(config), config.read_text(), overlay, output)
+    except RelayError as exc:
+        fail(exc)
+    kinds = ", ".join(sorted({o["kind"] for o in objects}))
+    out.print(f"{output}: {len(objects)} objects ({kinds}); also built in {output}/manifests.yaml")
+    out.print(f"next: relay k8s validate {output} && kubectl apply -k {output} -n <namespace>")
+
+
+@k8s_app.command("validate")
+def k8s_validate(
+    path: Annotated[Path, typer.Argument(help="Kustomization folder, folder of YAML, or a file")],
+) -> None:
+    """Check manifests as an API server with the KubeRay v1.7.0 CRDs would, plus relay's policy.
+
+    Example: RELAY_KUBERAY_CRDS=path/to/crds relay k8s validate k8s-out
+    """
+    from jobs.k8s.validate import K8S_VERSION, check_manifests, load_manifests
+
+    try:
+        objects = load_manifests(path)
+        problems = check_manifests(objects)
+    except RelayError as exc:
+        fail(exc)
+    for problem in problems:
+        err.print(f"  - {problem}", highlight=False, markup=False)
+    if problems:
+        fail(ConfigError(f"{path}: {len(problems)} problem(s) in {len(objects)} objects"))
+    out.print(
+        f"{path}: {len(objects)} objects valid (Kubernetes {K8S_VERSION} strict, KubeRay "
+        "v1.7.0 CRDs with CEL rules, KubeRay runtime rules, relay policy)"
+    )

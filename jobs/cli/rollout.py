@@ -1,0 +1,60 @@
+"""`relay rollout start|promote|rollback`: champion/challenger on a running endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cluster.configfile import load_config
+from cluster.errors import RelayError
+from jobs.cli.options import ConfigArg
+from jobs.console import fail
+
+rollout_app = typer.Typer(
+    help="Champion/challenger rollout on a running endpoint (aliases, then an in-place swap).",
+    no_args_is_help=True,
+)
+AddressOption = Annotated[
+    str | None, typer.Option(help="Address of the Ray cluster serving the endpoint")
+]
+
+
+@rollout_app.command("start")
+def rollout_start(
+    config: ConfigArg,
+    version: Annotated[int, typer.Option(help="Registered version to try as the challenger")],
+    address: AddressOption = None,
+) -> None:
+    """Send serve.challenger_share of the requests to VERSION.
+
+    Example: relay rollout start configs/demo.yaml --version 3 --address ray://head:10001
+    """
+    from jobs.deploy import rollout
+
+    _rollout(lambda cfg: rollout.start(cfg, version, address), config)
+
+
+@rollout_app.command("promote")
+def rollout_promote(config: ConfigArg, address: AddressOption = None) -> None:
+    """Make the challenger the champion (the old champion keeps the alias 'previous')."""
+    from jobs.deploy import rollout
+
+    _rollout(lambda cfg: rollout.promote(cfg, address), config)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(config: ConfigArg, address: AddressOption = None) -> None:
+    """Send every request back to the champion."""
+    from jobs.deploy import rollout
+
+    _rollout(lambda cfg: rollout.rollback(cfg, address), config)
+
+
+def _rollout(action: Any, config: Path) -> None:
+    try:
+        print(json.dumps(action(load_config(config))))
+    except RelayError as exc:
+        fail(exc)

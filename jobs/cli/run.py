@@ -1,0 +1,82 @@
+"""`relay run` (the pipeline, in this process) and `relay validate` (a config, nothing run)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cluster.configfile import load_config
+from cluster.errors import RelayError
+from jobs.cli.options import ConfigArg
+from jobs.console import fail, out
+
+
+def run(
+    config: ConfigArg,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray address; default RAY_ADDRESS, else an embedded local Ray"),
+    ] = None,
+    until: Annotated[
+        str, typer.Option(help="Last stage: etl, tune, evaluate, register or deploy")
+    ] = "deploy",
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the endpoint up after the run (embedded Ray: until Ctrl-C)"
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
+    ] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config field KEY=VALUE, e.g. train.epochs=2"),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue this config's interrupted "
+            "run: same MLflow runs, trials from checkpoints",
+        ),
+    ] = False,
+    ci: Annotated[
+        bool,
+        typer.Option("--ci", help="Print the gate report as markdown (a pull-request comment)"),
+    ] = False,
+) -> None:
+    """Run the pipeline: ETL, tuning, evaluation, registration, serving, one prediction.
+
+    A model that fails a promotion gate is registered as 'rejected', the champion keeps
+    serving, and the exit code is 4. Example: relay run configs/demo.yaml --ci
+    """
+    from jobs.pipeline.command import run_command  # imports the stages (torch, Ray Tune)
+
+    raise typer.Exit(
+        run_command(
+            config,
+            address=address,
+            until=until,
+            as_json=as_json,
+            debug=debug,
+            keep_serving=serve,
+            resume=resume,
+            overrides=set_,
+            ci=ci,
+        )
+    )
+
+
+def validate(config: ConfigArg) -> None:
+    """Check a config without running anything.
+
+    Example: relay validate configs/ci.yaml
+    """
+    try:
+        cfg = load_config(config)
+    except RelayError as exc:
+        fail(exc)
+    out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")

@@ -1,0 +1,156 @@
+"""`relay submit` and `relay jobs list|logs|stop`: pipelines as jobs, through the Jobs API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cluster.configfile import parse_overrides
+from cluster.errors import ConfigError, RelayError
+from jobs.console import err, fail, out
+
+cluster_app = typer.Typer(
+    help="A local multi-node Ray cluster (ray start, token auth), started and stopped by PID.",
+    no_args_is_help=True,
+)
+jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
+StateOption = Annotated[str, typer.Option(help="Where the cluster's record and token live")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Jobs API URL (http://<head>:8265); default: the `relay cluster up` one"),
+]
+TokenOption = Annotated[
+    Path | None,
+    typer.Option(help="File holding the cluster's token; default $RAY_AUTH_TOKEN(_PATH)"),
+]
+
+
+def submit(
+    config: Annotated[Path, typer.Argument(help="Pipeline YAML config inside the project")],
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow server the job logs to; default the `relay tracking up` one"),
+    ] = None,
+    until: Annotated[str, typer.Option(help="Last stage (etl ... deploy)")] = "deploy",
+    project: Annotated[
+        Path, typer.Option(help="Uploaded as the job's working dir (state/data/venv excluded)")
+    ] = Path("."),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Config override KEY=VALUE for the job (repeatable)"),
+    ] = None,
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", help="Return the job id without waiting")
+    ] = False,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """Run the pipeline as a Ray job: upload the project, follow the logs, exit with its status.
+
+    Exit code 0 when the job succeeded, 8 when it failed or was stopped, 5 when the cluster
+    refused the token or did not answer. By hand: ray job submit --working-dir . --
+    python -m jobs.pipeline --config configs/ci.yaml
+
+    Example: relay submit configs/ci.yaml
+    """
+    from cluster import localcluster, trackingserver
+    from cluster import submit as jobs
+    from cluster.tracking import CREDENTIALS_ENV
+
+    try:
+        target = jobs.Target.resolve(address, state_dir, token_file)
+        uri = tracking_uri or (trackingserver.status(state_dir) or {}).get("uri")
+        if not uri:
+            raise ConfigError(
+                "jobs on a cluster log to MLflow over HTTP: start a server with "
+                "`relay tracking up` or pass --tracking-uri http://<host>:<port>"
+            )
+        overrides = parse_overrides(set_ or [], typed=False)  # typed by the job's loader
+        record = localcluster.recorded(state_dir)
+        if record and record["dashboard_url"] == target.url:
+            # Same machine: outputs land in this project's state dir, not the job's copy.
+            overrides["runtime.state_dir"] = str(Path(state_dir).resolve())
+        server = trackingserver.status(state_dir) or {}
+        credentials = os.environ.get(CREDENTIALS_ENV) or (
+            server.get("credentials") if server.get("uri") == uri else None
+        )
+        job_id = jobs.submit(
+            target,
+            config,
+            project=project,
+            tracking_uri=uri,
+            until=until,
+            overrides=overrides,
+            credentials_file=credentials,
+        )
+        err.print(f"submitted {job_id} to {target.url}", highlight=False)
+        if no_follow:
+            print(json.dumps({"submission_id": job_id, "status": "PENDING"}))
+            return
+        with err.status("starting") as line:
+            result = jobs.follow(
+                target,
+                job_id,
+                on_logs=lambda text: (sys.stdout.write(text), sys.stdout.flush()),
+                on_status=lambda s, t: line.update(f"job {job_id}: {s} ({t:.0f} s)"),
+            )
+        print(json.dumps(result))
+        jobs.check_finished(result)
+    except RelayError as exc:
+        fail(exc)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    address: AddressOption = None, token_file: TokenOption = None, state_dir: StateOption = ".relay"
+) -> None:
+    """Jobs on the cluster, newest first."""
+    from cluster import submit as jobs
+
+    rows = _call(address, token_file, state_dir, lambda c: c.list_jobs())
+    infos = sorted((jobs.describe(i) for i in rows), key=lambda r: -(r["start_time"] or 0))
+    for info in infos:
+        out.print(f"{info['submission_id']}  {info['status']:<9}  {info['entrypoint']}")
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: str,
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """The job's driver output so far."""
+    sys.stdout.write(_call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id)))
+
+
+@jobs_app.command("stop")
+def jobs_stop(
+    job_id: str,
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """Ask the cluster to stop the job (SIGTERM, then SIGKILL after Ray's grace period)."""
+    stopped = _call(address, token_file, state_dir, lambda c: c.stop_job(job_id))
+    print(json.dumps({"submission_id": job_id, "stop_requested": bool(stopped)}))
+
+
+def _call(address: str | None, token_file: Path | None, state_dir: str, action: Any) -> Any:
+    from cluster import submit as jobs
+
+    try:
+        target = jobs.Target.resolve(address, state_dir, token_file)
+        client = target.client()
+        try:
+            return action(client)
+        except RuntimeError as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from None
+    except RelayError as exc:
+        fail(exc)

@@ -1,0 +1,1 @@
+"""Raw inputs shared by ETL, batch prediction and reproduction: sources, row parsing, row hashes."""

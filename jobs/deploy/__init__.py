@@ -1,0 +1,1 @@
+"""Stage deploy: serve the registered version; probe the endpoint; champion/challenger rollout."""

@@ -1,0 +1,1 @@
+"""Stage ETL: raw files to a validated, PII-safe, split Parquet dataset with a digest (stage.py)."""

@@ -1,0 +1,89 @@
+"""Duplicate ids across all raw files, in bounded memory: a sharded pass over the id column.
+
+Each file's id hashes (128 bits, two lanes) are spread over shard files on disk by hash; one
+task per shard then finds every repeat, so no process ever holds more than one shard. The first
+occurrence in (file, row) order is kept, whatever the scheduling; later ones are rejected as
+`<id>:duplicate`. A 128-bit hash makes a false duplicate practically impossible.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from cluster.config import RelayConfig
+from jobs.data.rowhash import value_hash
+from jobs.data.sources import RawFile, batches
+
+SHARD_BYTES = 64 << 20  # raw bytes per shard: ~15 MB of keys per shard task
+_ROW_BITS = 40  # rows per file < 2**40; the file index takes the bits above
+
+
+def duplicate_rows(files: list[RawFile], cfg: RelayConfig, work: Path) -> list[np.ndarray]:
+    """Per file, the sorted row numbers whose id already appeared earlier."""
+    import ray
+
+    shards = shard_count(files)
+    hash_task = ray.remote(num_cpus=1, max_retries=3)(_write_keys)
+    ray.get([hash_task.remote(f, i, cfg, shards, str(work)) for i, f in enumerate(files)])
+    find = ray.remote(num_cpus=1, max_retries=3)(_repeats)
+    found = ray.get([find.remote(str(work / f"shard-{s:03d}")) for s in range(shards)])
+    shutil.rmtree(work, ignore_errors=True)
+    return per_file(found, len(files))
+
+
+def per_file(found: list[dict[int, np.ndarray]], files: int) -> list[np.ndarray]:
+    """Shard results -> for each file, its sorted duplicate row numbers."""
+    rows: list[list[np.ndarray]] = [[] for _ in range(files)]
+    for shard in found:
+        for file_index, positions in shard.items():
+            rows[file_index].append(positions)
+    return [np.sort(np.concatenate(r)) if r else np.empty(0, np.int64) for r in rows]
+
+
+def shard_count(files: list[RawFile]) -> int:
+    return int(min(256, max(1, sum(f.size for f in files) // SHARD_BYTES + 1)))
+
+
+def _write_keys(raw: RawFile, index: int, cfg: RelayConfig, shards: int, work: str) -> int:
+    try:
+        keys = _hash_ids(raw, index, cfg, fast=True)
+    except (pa.ArrowInvalid, UnicodeDecodeError):  # the same fallback as the main pass
+        keys = _hash_ids(raw, index, cfg, fast=False)
+    shard_of = keys[:, 0] % np.uint64(shards)
+    for s in range(shards):
+        folder = Path(work) / f"shard-{s:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"file-{index:05d}.npy", keys[shard_of == s])
+    return len(keys)
+
+
+def _hash_ids(raw: RawFile, index: int, cfg: RelayConfig, fast: bool) -> np.ndarray:
+    """(lane 0, lane 1, file << 40 | row) per non-null id, streamed batch by batch."""
+    id_name = cfg.data.id.name
+    parts, offset = [], 0
+    for table in batches(raw, [id_name], cfg.etl.batch_rows, fast=fast):
+        ids = table.column(id_name)
+        valid = np.asarray(ids.is_valid())
+        rows = np.arange(offset, offset + len(ids), dtype=np.uint64)[valid]
+        ids = ids.filter(pa.array(valid))
+        where = (np.uint64(index) << np.uint64(_ROW_BITS)) | rows
+        parts.append(np.stack([value_hash(ids, 0), value_hash(ids, 1), where], axis=1))
+        offset += table.num_rows
+    return np.concatenate(parts) if parts else np.empty((0, 3), np.uint64)
+
+
+def _repeats(folder: str) -> dict[int, np.ndarray]:
+    files = sorted(Path(folder).glob("file-*.npy"))
+    keys = np.concatenate([np.load(f) for f in files]) if files else np.empty((0, 3), np.uint64)
+    if not len(keys):
+        return {}
+    ordered = keys[np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))]
+    same = (ordered[1:, 0] == ordered[:-1, 0]) & (ordered[1:, 1] == ordered[:-1, 1])
+    where = ordered[1:, 2][same]
+    file_of = (where >> np.uint64(_ROW_BITS)).astype(np.int64)
+    row_of = (where & np.uint64((1 << _ROW_BITS) - 1)).astype(np.int64)
+    return {int(f): row_of[file_of == f] for f in np.unique(file_of)}

@@ -1,0 +1,1 @@
+"""The promotion gates: pure checks, the decision against the champion, the gate report."""

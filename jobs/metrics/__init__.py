@@ -1,0 +1,1 @@
+"""Measuring a model: task and per-group metrics, drift against a reference, their plots."""

@@ -1,0 +1,139 @@
+"""Running the pipeline from a command line: the exit code, the summary, the resume hint.
+
+Shared by `relay run` and `python -m jobs.pipeline` (the entry point of submitted jobs).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from cluster.configfile import load_config, parse_overrides
+from cluster.errors import ConfigError, GateFailedError, RelayError, TrackingSpooledError
+from jobs.console import err, out
+from jobs.gates import report
+from jobs.pipeline import runner
+
+
+def run_command(
+    config: Path,
+    *,
+    address: str | None = None,
+    until: str = "deploy",
+    as_json: bool = False,
+    debug: bool = False,
+    keep_serving: bool = False,
+    resume: bool = False,
+    overrides: list[str] | None = None,
+    ci: bool = False,
+) -> int:
+    """The exit code of one pipeline run, with its summary printed as asked."""
+
+    def show(summary: dict[str, Any]) -> None:
+        if ci and "gates" in summary:
+            print(report.markdown(summary["gates"]), flush=True)
+        if as_json:
+            print(json.dumps(summary, default=str), flush=True)
+        elif not ci:
+            print_summary(summary, keep_serving)
+
+    try:
+        if until not in runner.STAGES:
+            raise ConfigError(f"--until: expected one of {', '.join(runner.STAGES)}, got {until!r}")
+        cfg = load_config(config, parse_overrides(overrides or []))
+        # Printed after teardown (Ray's forwarded logs must not follow the JSON line),
+        # or before blocking when the endpoint stays up.
+        summary = runner.run(
+            cfg,
+            address=address,
+            until=until,
+            keep_serving=keep_serving,
+            on_stage=lambda s: err.print(f"[dim]relay ▸ {s}[/dim]"),
+            on_summary=show if keep_serving else None,
+            resume=resume,
+        )
+        if not keep_serving:
+            show(summary)
+    except GateFailedError as exc:  # recorded and finished: the report says which and by how much
+        if not keep_serving:
+            show(exc.summary)
+        err.print(f"[red]not promoted:[/red] {exc}", highlight=False)
+        return exc.exit_code
+    except RelayError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        if isinstance(exc, TrackingSpooledError):
+            err.print(f"then continue the run with: relay run {config} --resume", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print(f"interrupted: continue with  relay run {config} --resume")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(
+            f"[red]unexpected error:[/red] {type(exc).__name__}: {exc}\n"
+            "Rerun with --debug for the traceback.",
+            highlight=False,
+        )
+        return 1
+    return 0
+
+
+def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
+    rows = s.get("rows", {})
+    out.print(
+        f"\n[bold]relay pipeline '{s['pipeline']}'[/bold] finished in {s['total_seconds']:.1f} s"
+    )
+    out.print(
+        f"  dataset    {s['dataset_digest'][:16]}…  {rows.get('rows_out', 0):,} rows, "
+        f"{rows.get('rows_rejected', 0):,} quarantined  ({s['dataset_path']})"
+    )
+    if "best_hyperparameters" in s:
+        hp = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in s["best_hyperparameters"].items()
+        )
+        out.print(f"  best trial {hp}  ({s['trials']} trials)")
+    if "test_metrics" in s:
+        metrics = "  ".join(
+            f"{k.removeprefix('test_')} {v:.4f}"
+            for k, v in s["test_metrics"].items()
+            if k != "test_rows"
+        )
+        out.print(f"  test       {metrics}")
+    if "model_version" in s:
+        out.print(
+            f"  model      {s['model_name']} version {s['model_version']} "
+            f"(@{s['model_alias']}, sha256 {s['model_sha256'][:16]}…)"
+        )
+    if "gates" in s:
+        out.print(report.text(s["gates"]), highlight=False, markup=False)
+    if "endpoint" in s:
+        p = s["prediction"]
+        out.print(f"  endpoint   POST {s['endpoint']}")
+        if s.get("token_file"):
+            out.print(f'  auth       -H "Authorization: Bearer $(cat {s["token_file"]})"')
+        out.print(f"  prediction {json.dumps(p['response'])}")
+        out.print(f"             for {json.dumps(p['request'])}")
+        out.print(f"             matches the offline model: {p['matches_offline']}")
+    table = Table(title="stage timings (s)", show_header=True)
+    for name in s["stage_seconds"]:
+        table.add_column(name, justify="right")
+    table.add_column("total", justify="right")
+    table.add_row(*(f"{v:.2f}" for v in s["stage_seconds"].values()), f"{s['total_seconds']:.2f}")
+    out.print(table)
+    uri = s["tracking_uri"]
+    ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+    out.print(f"  MLflow     {ui}  → experiment {s['experiment_id']}, run {s['pipeline_run_id']}")
+    if "endpoint" in s:
+        out.print(
+            "  serving until Ctrl-C"
+            if keep_serving
+            else "  endpoint shut down (pass --serve to keep it running)"
+        )

@@ -1,0 +1,254 @@
+"""The pipeline: ETL -> tune -> evaluate -> register -> deploy -> one real prediction.
+
+One MLflow parent run per pipeline; each stage is a child run (trials nest under tune), so the
+trail from raw files to the served version is in the tracking store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.config import RelayConfig
+from cluster.errors import GateFailedError
+from cluster.redact import redacted
+from cluster.runtime import RayInfo, ray_session
+from cluster.submit import SUBMISSION_ENV
+from cluster.tracking import Tracker, provenance_tags
+from cluster.writable import ensure_writable
+from jobs import progress
+from jobs.artifacts import Dataset, Deployment, Evaluation, Registered, TuneOutcome
+from jobs.deploy import stage as deploy
+from jobs.etl import stage as etl
+from jobs.evaluate import stage as evaluate
+from jobs.gates.report import headline
+from jobs.pipeline import lineage
+from jobs.register import stage as register
+from jobs.tune import stage as tune
+from serving import launch
+from serving.client import get_json
+
+STAGES = ("etl", "tune", "evaluate", "register", "deploy")
+
+
+def run(
+    cfg: RelayConfig,
+    *,
+    address: str | None = None,
+    until: str = "deploy",
+    keep_serving: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run the stages up to `until`; return the summary the CLI prints.
+
+    With `keep_serving`, the endpoint stays up: on an embedded Ray this call then waits for
+    Ctrl-C (the local cluster lives only as long as this process) after `on_summary`.
+    With `resume`, the interrupted run of this config continues in the same MLflow runs;
+    finished stages are not repeated and Tune restores its trials from their checkpoints.
+    `tags` go on the pipeline run (e.g. which run a reproduction repeats).
+    When a promotion gate turns the model down, deploy is skipped (the champion keeps
+    serving) and, once the run is recorded as finished, GateFailedError carries the summary.
+    """
+    if until not in STAGES:
+        raise ValueError(f"until must be one of {STAGES}")
+    wanted = STAGES[: STAGES.index(until) + 1]
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    summary: dict[str, Any] = {"pipeline": cfg.name, "config_digest": cfg.digest()}
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        if on_stage:
+            on_stage(name)
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 2)
+
+    ensure_writable(cfg.runtime.state_dir, "runtime.state_dir")
+    if cfg.tune.storage_path and "://" not in cfg.tune.storage_path:
+        ensure_writable(cfg.tune.storage_path, "tune.storage_path")
+    previous = progress.resumable(cfg) if resume else None
+    if on_stage:
+        on_stage("ray")
+    with ray_session(cfg.runtime, address, serve=cfg.serve) as info:
+        timings["ray"] = round(time.perf_counter() - started, 2)
+        tracker = Tracker.from_config(cfg)
+        reopen = previous.pipeline_run_id if previous else None
+        with tracker.run(
+            f"pipeline-{cfg.name}",
+            stage="pipeline",
+            tags={**provenance_tags(), **(tags or {})},
+            reopen=reopen,
+        ) as pid:
+            state = previous or progress.Progress(pipeline_run_id=pid, config_digest=cfg.digest())
+            progress.save(cfg, state)
+            runs = progress.StageRuns(tracker, cfg, state)
+            _record_start(tracker, pid, cfg, info, resumed=previous is not None)
+            summary.update(
+                pipeline_run_id=pid,
+                tracking_uri=redacted(tracker.uri),
+                experiment_id=tracker.experiment_id,
+            )
+            with stage("etl"):
+                if state.done("etl"):
+                    dataset = Dataset.open(Path(state.stages["etl"]["path"]))
+                    dataset.run_id = state.run_id("etl")
+                else:
+                    dataset = etl.run(cfg, runs)
+                    runs.finish("etl", path=str(dataset.path))
+            summary.update(
+                dataset_digest=dataset.digest,
+                dataset_path=str(dataset.path),
+                rows=dataset.meta["counts"],
+                rejects=dataset.meta["reasons"],
+            )
+            if "tune" in wanted:
+                with stage("tune"):
+                    if state.done("tune"):
+                        outcome = TuneOutcome(**state.stages["tune"]["outcome"])
+                    else:
+                        outcome = tune.run(cfg, runs, dataset, info)
+                        runs.finish("tune", outcome=asdict(outcome))
+                summary.update(
+                    best_hyperparameters=outcome.hyperparameters,
+                    best_val=outcome.metrics,
+                    trials=outcome.trials,
+                    best_trial_run_id=outcome.best_run_id,
+                    tune_overhead_ratio=round(outcome.overhead_ratio, 3),
+                )
+            if "evaluate" in wanted:
+                with stage("evaluate"):
+                    evaluation = evaluate.run(cfg, runs, dataset, outcome)
+                    runs.finish("evaluate")
+                summary["test_metrics"] = evaluation.metrics
+            if "register" in wanted:
+                with stage("register"):
+                    if state.done("register"):
+                        registered = Registered(**state.stages["register"]["model"])
+                    else:
+                        registered = register.run(cfg, runs, dataset, outcome, evaluation)
+                        runs.finish("register", model=asdict(registered))
+                summary.update(
+                    model_name=registered.name,
+                    model_version=registered.version,
+                    model_alias=registered.alias,
+                    model_sha256=registered.sha256,
+                    promoted=registered.promoted,
+                    gates=registered.gates,
+                )
+                if not registered.promoted:  # the endpoint keeps serving the champion
+                    wanted = wanted[: wanted.index("register") + 1]
+            if "deploy" in wanted:
+                with stage("deploy"):
+                    deployment = deploy.run(cfg, runs, registered)
+                with stage("predict"):
+                    summary["prediction"] = sample_prediction(cfg, deployment, dataset, evaluation)
+                summary["endpoint"] = f"{deployment.endpoint}/predict"
+                summary["token_file"] = deployment.token_file
+            summary["stage_seconds"] = timings
+            summary["total_seconds"] = round(time.perf_counter() - started, 2)
+            tracker.log(
+                pid,
+                metrics={
+                    **{f"seconds_{k}": v for k, v in timings.items()},
+                    **{f"best_{k}": v for k, v in summary.get("best_val", {}).items()},
+                    **summary.get("test_metrics", {}),
+                },
+                tags={
+                    "relay.dataset_digest": dataset.digest,
+                    "relay.model_version": summary.get("model_version", ""),
+                    "relay.endpoint": summary.get("endpoint", ""),
+                    "relay.promoted": str(summary.get("promoted", "")).lower(),
+                },
+            )
+            tracker.log_dict(pid, summary, "summary.json")
+            if "model_version" in summary:
+                graph = tracker.online(
+                    lambda: lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
+                )
+                tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
+            state.finished = True
+            progress.save(cfg, state)
+        if on_summary:
+            on_summary(summary)
+        if "deploy" in wanted:
+            if keep_serving and info.embedded:
+                _wait_for_interrupt()
+            if not keep_serving or info.embedded:
+                launch.teardown(deployment.app_name, embedded=info.embedded)
+    if summary.get("promoted") is False:  # a finished, recorded outcome: nothing to resume
+        raise GateFailedError(headline(summary["gates"]), summary)
+    return summary
+
+
+def _record_start(
+    tracker: Tracker, pid: str, cfg: RelayConfig, info: RayInfo, resumed: bool
+) -> None:
+    tracker.log(
+        pid,
+        params={"config_digest": cfg.digest(), "seed": cfg.seed, "model_name": cfg.model.name},
+        tags={
+            "relay.config_digest": cfg.digest(),
+            "relay.ray_address": info.address,
+            "relay.ray_embedded": str(info.embedded).lower(),
+            "relay.cluster_resources": json.dumps(info.resources, sort_keys=True),
+            "relay.ray_job_id": info.job_id,
+            **_submission_tag(),
+            **({"relay.resumed": "true"} if resumed else {}),
+        },
+    )
+    tracker.log_text(
+        pid, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
+    )
+
+
+def _submission_tag() -> dict[str, str]:
+    """The Jobs API submission id, when this pipeline runs as a submitted job."""
+    submitted = os.environ.get(SUBMISSION_ENV)
+    return {"relay.ray_submission_id": submitted} if submitted else {}
+
+
+def sample_prediction(
+    cfg: RelayConfig, deployment: Deployment, dataset: Dataset, evaluation: Evaluation
+) -> dict[str, Any]:
+    """One real HTTP prediction on a held-out row, checked against the offline model."""
+    names = [c["name"] for c in dataset.meta["input_schema"]]
+    record = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
+    response = get_json(f"{deployment.endpoint}/predict", record, token=launch.client_token(cfg))
+    offline = evaluation.predictor().predict_records([record])[0]
+    return {
+        "request": record,
+        "response": response,
+        "matches_offline": predictions_match(response, offline),
+    }
+
+
+def predictions_match(served: dict[str, Any], offline: dict[str, Any], tol: float = 1e-5) -> bool:
+    if served["prediction"] != offline["prediction"] and "probabilities" in offline:
+        return False
+    if "probabilities" in offline:
+        return all(
+            abs(served["probabilities"][k] - v) <= tol for k, v in offline["probabilities"].items()
+        )
+    return abs(served["prediction"] - offline["prediction"]) <= tol * max(
+        1.0, abs(offline["prediction"])
+    )
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,1 @@
+"""Batch prediction: score raw files with a registered version (`relay predict --input`)."""

@@ -1,0 +1,1 @@
+"""Stage register: the safetensors bundle, a model version, the alias the gates decide."""

@@ -1,0 +1,124 @@
+"""The model card: one markdown page per registered version (data, lineage, metrics, gates,
+limitations), logged beside the weights and as the version's description.
+
+Rendered from plain records (dataset meta, spec, metrics, per-group metrics, the gate record
+and lineage ids), so it says only what the pipeline measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster.config import RelayConfig, Role
+from jobs.gates import report
+
+PII_POLICY = {"drop": "dropped", "hash": "keyed-hashed (HMAC-SHA256)"}
+
+
+def render(
+    cfg: RelayConfig,
+    meta: dict[str, Any],
+    spec: dict[str, Any],
+    metrics: dict[str, float],
+    groups: dict[str, dict[str, dict[str, float | None]]],
+    gates: dict[str, Any],
+    lineage: dict[str, str],
+) -> str:
+    status = "promoted to @" + cfg.serve.alias if gates["promoted"] else "rejected (not served)"
+    counts = meta["counts"]
+    lines = [
+        f"# Model card: {gates['model_name']} version {gates['model_version']}",
+        "",
+        f"**Status:** {status}. **Task:** {spec['task']} of `{spec['features']['label']['name']}`.",
+        "",
+        "## Data",
+        f"- Dataset `{meta['digest'][:16]}…` from {cfg.data.source.kind} source, "
+        f"{counts.get('rows_in', 0):,} rows in, {counts.get('rows_rejected', 0):,} quarantined "
+        f"({meta['reject_rate']:.2%}).",
+        f"- Splits by id hash: train {counts.get('rows_train', 0):,}, "
+        f"val {counts.get('rows_val', 0):,}, test {counts.get('rows_test', 0):,}.",
+        f"- Inputs: {', '.join(c['name'] for c in spec['input_schema'])}.",
+        f"- Personal data: declared PII columns {_names(cfg, Role.pii)} are "
+        f"{PII_POLICY[cfg.etl.pii]}; "
+        f"undeclared PII found by the scan: {_findings(meta['pii_findings'])}.",
+        f"- Sensitive columns (kept out of the inputs, used to measure fairness): "
+        f"{_names(cfg, Role.sensitive)}.",
+        "",
+        "## Lineage",
+        *(f"- {key}: `{value}`" for key, value in lineage.items() if value),
+        "",
+        "## Training",
+        f"- Hyper-parameters: {spec['hyperparameters']}",
+        f"- Architecture: {spec['architecture']}",
+        "",
+        "## Metrics (held-out test split)",
+        "Plots (ROC, calibration, confusion matrix or residuals): artifacts `plots/` of the "
+        "evaluate run; learning curves: artifact of the tune run.",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        *(f"| {k.removeprefix('test_')} | {v:.4g} |" for k, v in sorted(metrics.items())),
+        "",
+    ]
+    for column, by_group in groups.items():
+        names = sorted({k for values in by_group.values() for k in values})
+        lines += [
+            f"## Per-group metrics: {column}",
+            "| group | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+            *(
+                f"| {group} | " + " | ".join(_cell(values.get(n)) for n in names) + " |"
+                for group, values in by_group.items()
+            ),
+            "",
+        ]
+    lines += [
+        "## Gates",
+        report.markdown(gates),
+        "",
+        "## Limitations",
+        *(f"- {item}" for item in limitations(cfg, counts, groups)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def limitations(
+    cfg: RelayConfig, counts: dict[str, int], groups: dict[str, dict[str, dict[str, float | None]]]
+) -> list[str]:
+    """What the numbers above do not show, stated from this run's own facts."""
+    items = [
+        f"Metrics come from one held-out split of {counts.get('rows_test', 0):,} rows, "
+        "without confidence intervals.",
+        "Fairness is measured only for the columns declared `sensitive`; proxies among the "
+        "inputs are not searched for.",
+    ]
+    if cfg.data.source.kind == "synthetic":
+        items.append("Trained on synthetic data: the figures say nothing about real applicants.")
+    if cfg.gates.fairness:
+        small = sorted(
+            f"{column}={group}"
+            for column, by_group in groups.items()
+            for group, values in by_group.items()
+            if (values.get("n") or 0) < cfg.gates.fairness.min_group_size
+        )
+        if small:
+            items.append(
+                f"Groups under {cfg.gates.fairness.min_group_size} test rows are reported but "
+                f"not gated: {', '.join(small)}."
+            )
+    else:
+        items.append("The fairness gate is off (gates.fairness: null).")
+    return items
+
+
+def _names(cfg: RelayConfig, role: Role) -> str:
+    found = [c.name for c in cfg.data.by_role(role)]
+    return ", ".join(f"`{n}`" for n in found) if found else "none"
+
+
+def _findings(findings: dict[str, int]) -> str:
+    return ", ".join(f"{k} ({v})" for k, v in sorted(findings.items())) or "none"
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

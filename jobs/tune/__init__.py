@@ -1,0 +1,1 @@
+"""Stage tune: Ray Tune with ASHA over the training trial; one MLflow run per trial."""

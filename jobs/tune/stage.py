@@ -1,0 +1,297 @@
+"""Hyper-parameter search: Ray Tune (ASHA by default) over the training trial in `jobs.train`.
+
+With one worker per trial each trial is a plain function trainable holding
+`train.cpus_per_trial` CPUs (and a GPU when the cluster has one and `train.use_gpu` allows),
+so on 2 CPUs two trials run at once, re-using their actors. With more workers each trial
+drives a TorchTrainer (`jobs.train.ddp`) whose workers hold the CPUs and GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cluster.config import RelayConfig, SearchParam
+from cluster.errors import ConfigError
+from cluster.runtime import RayInfo
+from cluster.tracking import Tracker
+from jobs.artifacts import Dataset, TuneOutcome
+from jobs.metrics import plots
+from jobs.progress import StageRuns
+from jobs.train.loop import TrialContext, hyperparameters
+from jobs.train.trial import trial
+from jobs.tune.trialruns import TrialRuns
+
+# A DDP trial's own process only waits on its TorchTrainer; Tune refuses an empty request.
+DDP_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024}
+
+
+def search_space(params: dict[str, SearchParam]) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for name, p in params.items():
+        if p.type == "choice":
+            space[name] = tune.choice(p.values)
+        elif p.type == "grid":
+            space[name] = tune.grid_search(p.values)
+        elif p.type == "uniform":
+            space[name] = tune.uniform(p.low, p.high)
+        elif p.type == "loguniform":
+            space[name] = tune.loguniform(p.low, p.high)
+        else:
+            space[name] = tune.randint(int(p.low), int(p.high))
+    return space
+
+
+def use_gpu(cfg: RelayConfig, info: RayInfo) -> bool:
+    """auto: a GPU per trial exactly when the cluster has one; true without GPUs would hang."""
+    if cfg.train.use_gpu == "true" and info.num_gpus < 1:
+        raise ConfigError(
+            "train.use_gpu is true but the Ray cluster has no GPU: trials would wait forever; "
+            "use auto (or false), or connect to a cluster with GPU nodes"
+        )
+    return cfg.train.use_gpu == "true" or (cfg.train.use_gpu == "auto" and info.num_gpus >= 1)
+
+
+def trial_resources(cfg: RelayConfig, info: RayInfo, gpu: bool) -> dict[str, float]:
+    """What one trial's process asks Tune for; refuses requests that could never be placed."""
+    workers = cfg.train.workers_per_trial
+    cpus = info.resources.get("CPU", 0.0)
+    if cfg.train.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"train.cpus_per_trial is {cfg.train.cpus_per_trial} but the Ray cluster has "
+            f"{cpus:g} CPUs: trials would wait forever; lower it or add nodes"
+        )
+    if gpu and workers > info.num_gpus:
+        raise ConfigError(
+            f"train.workers_per_trial is {workers} with a GPU each but the Ray cluster has "
+            f"{info.num_gpus:g} GPUs: lower workers_per_trial or set train.use_gpu false"
+        )
+    if workers > 1:
+        return DDP_DRIVER_RESOURCES
+    return {"CPU": cfg.train.cpus_per_trial, "GPU": 1 if gpu else 0}
+
+
+def trial_slots(cfg: RelayConfig, info: RayInfo, gpu: bool) -> float:
+    """How many trials the cluster can run at once (the ideal the overhead ratio assumes)."""
+    slots = info.resources.get("CPU", 1.0) // cfg.train.cpus_per_trial
+    if gpu:
+        slots = min(slots, info.num_gpus // cfg.train.workers_per_trial)
+    return max(1.0, min(float(cfg.tune.max_concurrent_trials), slots))
+
+
+def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> TuneOutcome:
+    """Search; an interrupted search (same tune run, its Tune folder on disk) is restored."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    # Without result.json files (results go to MLflow) Tune's analysis warns for every trial.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tracker = runs.tracker
+    gpu = use_gpu(cfg, info)
+    resources = trial_resources(cfg, info, gpu)
+    storage = storage_root(cfg)
+    with runs.open("tune") as run_id:
+        name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
+        defaults = cfg.train.model_dump(
+            include={"lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout"}
+        )
+        ctx = TrialContext(
+            dataset_path=str(dataset.path),
+            id_column=dataset.meta["id_column"],
+            features=dataset.meta["features"],
+            task=cfg.model.task,
+            epochs=cfg.train.epochs,
+            seed=cfg.seed,
+            defaults=defaults,
+            threads=max(1, int(cfg.train.cpus_per_trial)),
+            workers=cfg.train.workers_per_trial,
+            cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
+            use_gpu=gpu,
+            storage_path=f"{storage}/train",
+            run_name=name,
+        )
+        tracker.log(
+            run_id,
+            params={
+                "num_samples": cfg.tune.num_samples,
+                "scheduler": cfg.tune.scheduler,
+                "metric": cfg.tune.metric,
+                "mode": cfg.tune.mode,
+                "epochs": cfg.train.epochs,
+                "max_concurrent_trials": cfg.tune.max_concurrent_trials,
+                "use_gpu": gpu,
+                "workers_per_trial": cfg.train.workers_per_trial,
+                "search": cfg.tune.search,
+                "search_space": {
+                    k: v.model_dump(exclude_none=True) for k, v in cfg.tune.search_space.items()
+                },
+                "dataset_digest": dataset.digest,
+            },
+        )
+        scheduler = (
+            ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=cfg.train.epochs,
+                grace_period=min(cfg.tune.grace_period, cfg.train.epochs),
+                reduction_factor=cfg.tune.reduction_factor,
+            )
+            if cfg.tune.scheduler == "asha"
+            else FIFOScheduler()
+        )
+        trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
+        trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults)
+        if tune.Tuner.can_restore(f"{storage}/{name}"):
+            tuner = tune.Tuner.restore(
+                f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs)
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
+            grid = tuner.fit()
+        wall = time.perf_counter() - started
+        outcome = _record(
+            tracker, run_id, grid, cfg, ctx, wall, trial_slots(cfg, info, gpu), trial_runs
+        )
+    return outcome
+
+
+def storage_root(cfg: RelayConfig) -> str:
+    """Checkpoint storage: the configured folder or URI, else <state_dir>/tune."""
+    if cfg.tune.storage_path:
+        if "://" in cfg.tune.storage_path:
+            return cfg.tune.storage_path.rstrip("/")
+        return str(Path(cfg.tune.storage_path).resolve())
+    return str(Path(cfg.runtime.state_dir).resolve() / "tune")
+
+
+def checkpoint_uri(best: Any, storage: str) -> str:
+    """The best trial's last checkpoint as a path or URI that `jobs.data.sources.filesystem` opens.
+
+    A DDP trial's checkpoint lives in its Train run; Tune only hears its path.
+    """
+    path = best.checkpoint.path if best.checkpoint else best.metrics["checkpoint_path"]
+    scheme = storage.split("://", 1)[0] if "://" in storage else None
+    return f"{scheme}://{path}" if scheme and "://" not in path else path
+
+
+def search_algorithm(cfg: RelayConfig) -> Any:
+    """Random/grid sampling seeded from the config, or Optuna TPE (an optional dependency)."""
+    if cfg.tune.search == "optuna":
+        try:
+            from ray.tune.search import ConcurrencyLimiter
+            from ray.tune.search.optuna import OptunaSearch
+
+            return ConcurrencyLimiter(
+                OptunaSearch(seed=cfg.seed), max_concurrent=cfg.tune.max_concurrent_trials
+            )
+        except ImportError:
+            raise ConfigError(
+                "tune.search is optuna but optuna is not installed: "
+                "pip install 'relay[optuna]' (or use search: random)"
+            ) from None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # a SearchGenerator ignores TuneConfig.max_concurrent_trials: it takes its own limit
+    return BasicVariantGenerator(
+        random_state=cfg.seed, max_concurrent=cfg.tune.max_concurrent_trials
+    )
+
+
+def _new_tuner(
+    cfg: RelayConfig,
+    trainable: Any,
+    scheduler: Any,
+    name: str,
+    storage: str,
+    trial_runs: TrialRuns,
+) -> Any:
+    from ray import tune
+
+    return tune.Tuner(
+        trainable,
+        param_space=search_space(cfg.tune.search_space),
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric,
+            mode=cfg.tune.mode,
+            num_samples=cfg.tune.num_samples,
+            scheduler=scheduler,
+            search_alg=search_algorithm(cfg),
+            reuse_actors=cfg.train.workers_per_trial == 1,  # imports and data load once per slot
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[trial_runs],
+        ),
+    )
+
+
+def _record(
+    tracker: Tracker,
+    run_id: str,
+    grid: Any,
+    cfg: RelayConfig,
+    ctx: TrialContext,
+    wall: float,
+    slots: float,
+    trial_runs: TrialRuns,
+) -> TuneOutcome:
+    """Tag the best trial's run and summarise the search on the tune run."""
+    if grid.num_errors == len(grid) or not len(grid):
+        errors = "; ".join(str(r.error).splitlines()[0] for r in grid if r.error)
+        raise RuntimeError(f"every trial failed: {errors}")
+    best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode)
+    run_ids = trial_runs.existing()
+    best_run = run_ids[best.metrics["trial_id"]]
+    tracker.log(best_run, tags={"relay.best_trial": "true"})
+    metrics = {
+        k: float(v)
+        for k, v in best.metrics.items()
+        if k.startswith(("val_", "train_")) and isinstance(v, int | float)
+    }
+    hp = hyperparameters(best.config, ctx)
+    trained = sum(float((r.metrics or {}).get("trial_seconds", 0.0)) for r in grid)
+    tracker.log(
+        run_id,
+        metrics={
+            **{f"best_{k}": v for k, v in metrics.items()},
+            "trial_seconds_total": trained,
+            "wall_seconds": wall,
+            # wall time over the ideal: all training time spread over the trial slots
+            "overhead_ratio": wall / max(trained / slots, 1e-9),  # 1.0 would be no overhead
+        },
+        tags={
+            "relay.best_trial_run_id": best_run,
+            "relay.best_hyperparameters": hp,
+            "relay.trials": len(grid),
+        },
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        histories = tracker.online(
+            lambda: plots.histories_from(tracker.client, list(run_ids.values()), cfg.tune.metric)
+        )
+        png = plots.learning_curves(
+            histories, best_run, cfg.tune.metric, Path(folder) / "learning_curves.png"
+        )
+        tracker.log_artifact(run_id, png)
+    return TuneOutcome(
+        run_id=run_id,
+        best_run_id=best_run,
+        hyperparameters=hp,
+        metrics=metrics,
+        checkpoint_path=checkpoint_uri(best, storage_root(cfg)),
+        trials=len(grid),
+        wall_seconds=wall,
+        overhead_ratio=wall / max(trained / slots, 1e-9),
+    )

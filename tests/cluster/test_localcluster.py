@@ -1,0 +1,258 @@
+"""A real multi-node Ray cluster on this machine: `ray start` head + worker with token auth, the
+pipeline submitted through the Jobs API and logged to an `mlflow server` over HTTP, Ray's own
+autoscaler adding and removing worker nodes, and a `down` that leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cluster import localcluster, trackingserver
+from cluster.config import ServeConfig
+from cluster.errors import ClusterUnreachableError, ConfigError
+from cluster.processes import pids_mentioning
+from cluster.serveflags import serve_flags
+from cluster.tracking import CREDENTIALS_ENV, Tracker, use_credentials_file
+from jobs.cli.app import app
+from jobs.etl.stage import build
+from jobs.pipeline import lineage
+from tests.cli_output import json_output
+from tests.conftest import CI_CONFIG, ROOT, free_port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Head + 1 worker (1 CPU each) and a tracking server; stopped by PID even on failure."""
+    state = str(tmp_path_factory.mktemp("cluster") / "state")
+    try:
+        # Serve's process-level flags reach every node (as `relay cluster up --serve-config`).
+        flags = serve_flags(ServeConfig())
+        record = localcluster.up(state, workers=1, extra_env=flags)
+        tracking = trackingserver.up(state, port=free_port(), basic_auth=True)
+        # This process reads the server as a user would: with the file it was told to export.
+        os.environ[CREDENTIALS_ENV] = tracking["credentials"]
+        use_credentials_file()
+        yield {"state": state, "record": record, "tracking": tracking["uri"], "server": tracking}
+    finally:
+        for name in (CREDENTIALS_ENV, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(name, None)
+        with suppress(Exception):
+            trackingserver.down(state)
+        if localcluster.recorded(state):
+            localcluster.down(state)
+
+
+def http_status(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+            return 200
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def basic_auth_status(url: str, user: str | None = None, password: str = "") -> int:
+    headers = {}
+    if user:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {pair}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+            return 200
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_tracking_server_wants_the_generated_password_and_never_shows_it(cluster, monkeypatch):
+    server = cluster["server"]
+    credentials = Path(server["credentials"])
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    user, _, password = credentials.read_text().strip().partition(":")
+    url = f"{cluster['tracking']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert basic_auth_status(url) == 401
+    assert basic_auth_status(url, user, "not-the-password") == 401
+    assert basic_auth_status(url, user, password) == 200
+    with pytest.raises(ConfigError, match="with auth basic already runs"):
+        trackingserver.up(cluster["state"], basic_auth=False)  # never silently without auth
+    shown = [json.dumps(server), *(p.read_text() for p in credentials.parent.glob("*.json"))]
+    shown += [Path(f"/proc/{pid}/cmdline").read_bytes().decode() for pid in group(server["pid"])]
+    assert not [text for text in shown if password in text]
+
+    for name in (CREDENTIALS_ENV, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ClusterUnreachableError, match="wants credentials") as refused:
+        Tracker.open(cluster["tracking"], "x", retry_seconds=1)
+    assert password not in str(refused.value)
+
+
+def group(pgid: int) -> list[int]:
+    """The processes of a process group (the server and its workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == pgid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
+    result = CliRunner().invoke(app, ["cluster", "status", "--state-dir", cluster["state"]])
+    assert result.exit_code == 0, result.output
+    status = json_output(result)
+    assert len(status["alive_nodes"]) == 2
+    assert sorted(n["is_head"] for n in status["alive_nodes"]) == [False, True]
+    assert status["resources"]["CPU"] == 2.0  # not the machine's cores: what we declared
+    assert status["resources"]["memory"] == 2 * 2048 * 1024 * 1024
+    token = Path(status["token_path"])
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert status["dashboard_url"].startswith("http://127.0.0.1:")
+    for node in status["nodes"]:  # the environment each `ray start` (and its children) got
+        environ = Path(f"/proc/{node['pid']}/environ").read_bytes().split(b"\0")
+        assert b"RAY_SERVE_ENABLE_DIRECT_INGRESS=0" in environ
+        assert b"RAY_AUTH_MODE=token" in environ
+
+
+def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatch):
+    url = cluster["record"]["dashboard_url"]
+    token = Path(cluster["record"]["token_path"]).read_text().strip()
+    assert http_status(f"{url}/api/jobs/", None) == 401
+    assert http_status(f"{url}/api/jobs/", "not-the-token") == 403
+    assert http_status(f"{url}/api/jobs/", token) == 200
+
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    elsewhere = str(tmp_path / "other-state")  # no recorded cluster there: no token to find
+    base = ["submit", str(CI_CONFIG), "--address", url, "--state-dir", elsewhere]
+    base += ["--tracking-uri", cluster["tracking"], "--project", str(ROOT)]
+    missing = CliRunner().invoke(app, base)
+    assert missing.exit_code == 5
+    assert "uses token auth and no token was sent" in missing.output
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-token\n")
+    refused = CliRunner().invoke(app, [*base, "--token-file", str(wrong)])
+    assert refused.exit_code == 5
+    assert "refused the token" in refused.output
+
+
+def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
+    cluster, ray_cluster, make_config
+):
+    from mlflow.tracking import MlflowClient
+
+    state, uri = cluster["state"], cluster["tracking"]
+    args = ["submit", str(CI_CONFIG), "--state-dir", state, "--project", str(ROOT)]
+    # Trials long enough (~5 s of epochs) that the second starts before the first ends: with
+    # re-used trial actors, ci.yaml's 1-second trials can all run on the first node's actor.
+    for override in ("train.batch_size=16", "train.epochs=10", "tune.scheduler=fifo"):
+        args += ["--set", override]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output[-3000:]
+    job = json_output(result, last_line=True)
+    assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
+    from cluster.submit import Target
+
+    info = Target.resolve(None, state).client().get_job_info(job["submission_id"])
+    password = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")[2]
+    assert info.runtime_env["env_vars"][CREDENTIALS_ENV] == cluster["server"]["credentials"]
+    assert password not in json.dumps(info.runtime_env)  # a path travels, not the password
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("credit-ci")
+    (pipeline,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`relay.ray_submission_id` = '{job['submission_id']}'",
+    )
+    assert pipeline.info.status == "FINISHED"
+    assert pipeline.data.tags["relay.ray_job_id"]
+    assert pipeline.data.tags["relay.ray_embedded"] == "false"
+
+    nodes = {n["node_id"] for n in localcluster.alive_nodes(cluster["record"])}
+    (etl_run,) = lineage.children(client, pipeline, "etl")
+    assert set(etl_run.data.tags["relay.node_ids"].split(",")) == nodes  # 2 files, 2 nodes
+    trials = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`relay.stage` = 'trial'"
+    )
+    assert {t.data.tags["relay.node_id"] for t in trials} == nodes  # 1 CPU each: one per node
+
+    # The same data gives the same dataset whether one embedded node or the cluster built it.
+    single = build(make_config())
+    assert single.digest == pipeline.data.tags["relay.dataset_digest"]
+
+    walked = CliRunner().invoke(
+        app, ["lineage", "credit-default-ci/1", "--tracking-uri", uri, "--json"]
+    )
+    assert walked.exit_code == 0, walked.output
+    chain = json_output(walked)
+    assert chain["pipeline"]["run_id"] == pipeline.info.run_id
+    assert chain["pipeline"]["ray_submission_id"] == job["submission_id"]
+    assert set(chain["etl"]["node_ids"]) == nodes
+    assert chain["dataset"]["digest"] == single.digest
+    assert len(chain["raw_files"]) == 2 and all(len(f["sha256"]) == 64 for f in chain["raw_files"])
+
+
+def test_cluster_down_leaves_no_process_behind(cluster):
+    record = cluster["record"]
+    pids = [n["pid"] for n in record["nodes"]]
+    markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
+    result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", cluster["state"]])
+    assert result.exit_code == 0, result.output
+    assert sorted(json_output(result)["stopped"]) == sorted(pids)
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()]
+    assert not [pid for m in markers for pid in pids_mentioning(m)]
+    assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])
+    assert localcluster.status(cluster["state"]) is None
+
+
+def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp_path):
+    """Ray's own autoscaler (fake multi-node provider): the head has no CPUs, so four 1-CPU
+    tasks can only run once worker nodes join; idle workers go away again."""
+    state = str(tmp_path / "state")
+    record = localcluster.up(
+        state,
+        head=localcluster.NodeShape(cpus=0),
+        worker=localcluster.NodeShape(cpus=1),
+        autoscale=True,
+        max_workers=2,
+        idle_timeout_s=5,
+    )
+    try:
+        from cluster.submit import Target
+
+        client = Target.resolve(None, state).client()
+        code = (
+            "import ray, time; ray.init(); "
+            "f = ray.remote(num_cpus=1)(lambda: (time.sleep(3), "
+            "ray.get_runtime_context().get_node_id())[1]); "
+            "print('nodes', len(set(ray.get([f.remote() for _ in range(4)]))))"
+        )
+        job = client.submit_job(entrypoint=f'python -c "{code}"')
+        began, peak, workers = time.monotonic(), 0, []
+        while time.monotonic() - began < 120:
+            workers = [n for n in localcluster.alive_nodes(record) if not n["is_head"]]
+            peak = max(peak, len(workers))
+            if peak and not workers and client.get_job_status(job).is_terminal():
+                break
+            time.sleep(1)
+        assert peak == 2  # scaled up to max_workers for 4 pending tasks
+        assert workers == []  # and back to zero once idle
+        assert str(client.get_job_status(job)).endswith("SUCCEEDED")
+        assert "nodes 2" in client.get_job_logs(job)
+    finally:
+        down = localcluster.down(state)
+    assert down["killed_leftovers"] == [] or all(
+        not Path(f"/proc/{p}").exists() for p in down["killed_leftovers"]
+    )
+    assert not pids_mentioning(record["address"])
+    assert os.environ.get("RAY_FAKE_CLUSTER") is None  # set for the head only, not for us

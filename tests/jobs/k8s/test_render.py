@@ -1,0 +1,245 @@
+"""`relay k8s render`: one config drives the manifests, and kubectl kustomize agrees."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cluster.configfile import parse_config
+from cluster.errors import ConfigError
+from jobs.cli.app import app
+from jobs.k8s.render import CLUSTERS, render, serve_config
+from jobs.k8s.validate import check_manifests
+from tests.conftest import CI_CONFIG, ci_raw, merge
+from tests.jobs.k8s.helpers import by_kind, kuberay_crds
+
+SIZES = {
+    "kubernetes": {
+        "image": "registry.example/relay:1.2.3",
+        "gpu_image": "registry.example/relay:1.2.3-gpu",
+        "head": {"cpu": "3", "memory": "6Gi"},
+        "cpu_workers": {"cpu": "1500m", "memory": "5Gi", "min_replicas": 2, "max_replicas": 7},
+        "gpu_workers": {"cpu": "6", "memory": "40Gi", "gpus": 2, "max_replicas": 3},
+        "job_ttl_seconds": 120,
+        "job_deadline_seconds": 900,
+    },
+    "serve": {"autoscaling": {"min_replicas": 1, "max_replicas": 5}},
+}
+
+
+def rendered(tmp_path: Path, overlay: str, raw: dict[str, Any] | None = None) -> list[dict]:
+    raw = raw or merge(ci_raw(), SIZES)
+    text = yaml.safe_dump(raw)
+    return render(parse_config(raw), text, overlay, tmp_path / overlay)
+
+
+def canonical(objects: list[dict[str, Any]]) -> list[str]:
+    return sorted(json.dumps(o, sort_keys=True) for o in objects)
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_kubectl_kustomize_builds_the_same_objects(tmp_path: Path, overlay: str) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: cannot compare with kubectl kustomize")
+    ours = rendered(tmp_path, overlay)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    theirs = [d for d in yaml.safe_load_all(built) if d]
+    assert len(ours) == 18
+    assert canonical(ours) == canonical(theirs)
+    written = yaml.safe_load_all((tmp_path / overlay / "manifests.yaml").read_text())
+    assert canonical(list(written)) == canonical(ours)
+
+
+def test_the_config_decides_images_sizes_replicas_and_job_limits(tmp_path: Path) -> None:
+    objects = rendered(tmp_path, "gpu")
+    cluster = by_kind(objects, "RayCluster")["spec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["image"] == "registry.example/relay:1.2.3"
+    assert head["resources"] == {
+        "limits": {"cpu": "3", "memory": "6Gi"},
+        "requests": {"cpu": "3", "memory": "6Gi"},
+    }
+    cpu, gpu = cluster["workerGroupSpecs"]
+    assert (cpu["groupName"], cpu["replicas"], cpu["minReplicas"], cpu["maxReplicas"]) == (
+        "cpu",
+        2,
+        2,
+        7,
+    )
+    assert cpu["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "1500m",
+        "memory": "5Gi",
+    }
+    gpu_container = gpu["template"]["spec"]["containers"][0]
+    assert gpu_container["image"] == "registry.example/relay:1.2.3-gpu"
+    assert gpu_container["resources"]["requests"] == {
+        "cpu": "6",
+        "memory": "40Gi",
+        "nvidia.com/gpu": 2,
+    }
+    assert (gpu["minReplicas"], gpu["maxReplicas"]) == (0, 3)
+    job = by_kind(objects, "RayJob")["spec"]
+    assert job["rayClusterSpec"]["workerGroupSpecs"][1]["maxReplicas"] == 3
+    assert (job["ttlSecondsAfterFinished"], job["activeDeadlineSeconds"]) == (120, 900)
+    assert job["shutdownAfterJobFinishes"] is True
+    assert job["entrypoint"] == (
+        "cd /var/lib/relay && python -m jobs.pipeline --config /etc/relay/config.yaml"
+    )
+    service = by_kind(objects, "RayService")["spec"]["rayClusterConfig"]
+    assert [g["groupName"] for g in service["workerGroupSpecs"]] == ["cpu"]
+    mlflow = by_kind(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]
+    assert mlflow["containers"][0]["image"] == "registry.example/relay:1.2.3"
+
+
+def test_the_config_itself_is_the_configmap_the_job_reads(tmp_path: Path) -> None:
+    raw = merge(ci_raw(), SIZES)
+    objects = rendered(tmp_path, "cpu", raw)
+    text = by_kind(objects, "ConfigMap", "relay-config")["data"]["config.yaml"]
+    assert parse_config(yaml.safe_load(text)) == parse_config(raw)
+
+
+def test_cpu_overlay_has_no_gpu_anywhere(tmp_path: Path) -> None:
+    rendered(tmp_path, "cpu")
+    assert "nvidia.com/gpu" not in (tmp_path / "cpu" / "manifests.yaml").read_text()
+
+
+def test_serve_config_v2_passes_serves_schema_and_its_import_path_imports(
+    tmp_path: Path,
+) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    objects = rendered(tmp_path, "cpu")
+    text = by_kind(objects, "RayService")["spec"]["serveConfigV2"]
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    (application,) = schema.applications
+    assert application.route_prefix == "/credit"
+    assert application.name == "credit-default-ci"
+    assert (schema.http_options.host, schema.http_options.port) == ("0.0.0.0", 8000)
+    module, _, attr = application.import_path.partition(":")
+    served = importlib.import_module(module)
+    assert callable(getattr(served, attr))
+    args = served.AppArgs.model_validate(application.args)  # the builder accepts the args
+    assert args.autoscaling is not None and args.autoscaling.max_replicas == 5
+    assert (args.tracking_uri, args.auth, args.token_env) == (
+        "http://mlflow:5000",
+        "token",
+        "RELAY_SERVE_TOKEN",
+    )
+
+
+def ray_groups(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """(kind, environment of the Ray container) for every group of every Ray object."""
+    found = []
+    for kind, (name, at) in CLUSTERS.items():
+        cluster = by_kind(objects, kind, name)
+        for key in at.strip("/").split("/"):
+            cluster = cluster[key]
+        for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+            env = group["template"]["spec"]["containers"][0]["env"]
+            found.append((kind, {e["name"]: e.get("value") for e in env}))
+    return found
+
+
+def test_every_ray_container_gets_the_configs_serve_flags(tmp_path: Path) -> None:
+    """Serve reads its ingress/preset flags from the environment at start, on every node."""
+    serve = {"ingress": "haproxy", "throughput_optimized": True, "proxy_health_check_s": 3}
+    groups = ray_groups(rendered(tmp_path, "gpu", merge(ci_raw(), {**SIZES, "serve": serve})))
+    assert len(groups) == 8  # head, CPU and GPU workers of RayCluster and RayJob; 2 RayService
+    wanted = {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "3.0",
+    }
+    for kind, env in groups:
+        assert env.items() >= wanted.items(), (kind, env)
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"  # the base's env is kept
+    for _, env in ray_groups(rendered(tmp_path / "default", "cpu")):
+        assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+        assert "RAY_SERVE_ENABLE_HA_PROXY" not in env
+
+
+def test_rendered_manifests_pass_the_strict_validator_and_policy(tmp_path: Path) -> None:
+    kuberay_crds()
+    for overlay in ("cpu", "gpu"):
+        assert [str(p) for p in check_manifests(rendered(tmp_path, overlay))] == []
+
+
+@pytest.mark.parametrize(
+    ("override", "overlay", "message"),
+    [
+        ({"serve": {"auth": "none"}}, "cpu", "serve.auth none is not allowed on Kubernetes"),
+        ({"tracking": {"uri": "sqlite:///x.db"}}, "cpu", "is not reachable from pods"),
+        ({}, "tpu", "unknown overlay 'tpu'"),
+    ],
+)
+def test_render_refuses_what_cannot_work_in_a_cluster(
+    tmp_path: Path, override: dict[str, Any], overlay: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        rendered(tmp_path, overlay, merge(ci_raw(), override))
+
+
+def test_cli_render_then_validate(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["k8s", "render", str(CI_CONFIG), "--overlay", "gpu", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "18 objects" in result.output
+    assert (out / "kustomization.yaml").is_file() and (out / "overlays/gpu").is_dir()
+    kuberay_crds()
+    result = runner.invoke(app, ["k8s", "validate", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "18 objects valid" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "dash"},
+                "spec": {"type": "NodePort", "ports": [{"port": 8265}]},
+            }
+        )
+    )
+    result = runner.invoke(app, ["k8s", "validate", str(bad)])
+    assert result.exit_code == 2
+    assert "NodePort exposes Ray ports [8265] outside" in result.output
+
+
+def test_base_serve_config_is_what_demo_renders() -> None:
+    from cluster.configfile import load_config
+    from jobs.k8s.render import K8S_DIR
+
+    base = yaml.safe_load((K8S_DIR / "base/rayservice.yaml").read_text())
+    demo = serve_config(load_config(K8S_DIR.parent / "configs/demo.yaml"))
+    assert yaml.safe_load(base["spec"]["serveConfigV2"]) == demo
+
+
+def test_kubernetes_section_errors_name_the_field() -> None:
+    bad = {
+        "kubernetes": {
+            "head": {"cpu": "2 cores", "memory": "8Gi"},
+            "gpu_workers": {"cpu": "8", "memory": "32Gi", "min_replicas": 3, "max_replicas": 2},
+        }
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(merge(ci_raw(), bad))
+    lines = str(caught.value).splitlines()[1:]
+    assert lines[0].startswith("  - kubernetes.head.cpu: String should match pattern")
+    assert lines[1] == "  - kubernetes.gpu_workers: min_replicas (3) must be <= max_replicas (2)"

@@ -1,0 +1,199 @@
+"""Tuning: GPU decisions, determinism, and the other task types, on a real Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cluster.errors import ConfigError
+from cluster.runtime import RayInfo
+from cluster.tracking import Tracker
+from jobs.pipeline import runner
+from jobs.tune.stage import DDP_DRIVER_RESOURCES, trial_resources, trial_slots, use_gpu
+from tests.conftest import ROOT, ProcessKiller, ci_raw, merge
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpus", "expected"),
+    [("auto", 1, True), ("auto", 0, False), ("false", 2, False), ("true", 1, True)],
+)
+def test_use_gpu_decision(make_config, setting, gpus, expected):
+    cfg = make_config(train={"use_gpu": setting})
+    assert use_gpu(cfg, RayInfo("x", True, {"CPU": 2.0, "GPU": float(gpus)})) is expected
+
+
+def test_use_gpu_true_without_gpus_is_refused(make_config):
+    cfg = make_config(train={"use_gpu": "true"})
+    with pytest.raises(ConfigError, match=r"train\.use_gpu is true but the Ray cluster has no GPU"):
+        use_gpu(cfg, RayInfo("x", True, {"CPU": 2.0}))
+
+
+def test_declared_gpu_is_placed_and_falls_back_to_cpu(tmp_path):
+    """The GPU is mocked: the embedded Ray *declares* one (runtime.num_gpus), torch has no CUDA.
+
+    Trials must be given GPU 0 by Ray (placement) and then train on the CPU (fallback).
+    """
+    raw = merge(ci_raw(), {"runtime": {"num_gpus": 1}, "tune": {"num_samples": 2}})
+    config = tmp_path / "gpu.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "run", str(config), "--until", "tune", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    tune_run = next(r for r in runs if r.data.tags.get("relay.stage") == "tune")
+    assert tune_run.data.params["use_gpu"] == "True"
+    trials = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert len(trials) == 2
+    assert {t.data.tags["relay.gpu_ids"] for t in trials} == {"0"}
+    assert {t.data.tags["relay.device"] for t in trials} == {"cpu"}
+
+
+def test_same_config_and_data_give_the_same_best_trial(ray_cluster, make_config):
+    """FIFO keeps the comparison exact; ASHA's stop decisions depend on arrival order."""
+    outcomes = []
+    for _ in range(2):
+        cfg = make_config(tune={"scheduler": "fifo"})
+        summary = runner.run(cfg, until="tune")
+        outcomes.append(summary)
+    first, second = outcomes
+    assert first["dataset_digest"] == second["dataset_digest"]
+    assert first["best_hyperparameters"] == second["best_hyperparameters"]
+    for key, value in first["best_val"].items():
+        assert second["best_val"][key] == pytest.approx(value, abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path):
+    """Regression also keeps its checkpoints under a storage URI (file:// stands in for s3://)."""
+    raw_columns = ci_raw()["data"]["columns"]
+    columns = []
+    for column in raw_columns:
+        column = dict(column)
+        if column["name"] == "defaulted":
+            column["role"] = "ignore"
+        if task == "multiclass" and column["name"] == "home_ownership":
+            column["role"] = "label"
+        if task == "regression" and column["name"] == "loan_amount":
+            column["role"] = "label"
+        columns.append(column)
+    model = {"task": "regression" if task == "regression" else "classification"}
+    tune_cfg = {"num_samples": 1, "metric": "val_loss"}
+    if task == "regression":
+        tune_cfg["storage_path"] = f"file://{tmp_path}/checkpoints"
+    base = ci_raw()
+    if task == "regression":
+        base["gates"]["model"]["min"] = {"test_r2": 0.0}  # ci.yaml's floor is a classifier's
+    cfg = make_config(base=base, data={"columns": columns}, model=model, tune=tune_cfg)
+    summary = runner.run(cfg, until="evaluate")
+    metrics = summary["test_metrics"]
+    if task == "multiclass":
+        assert set(metrics) >= {"test_accuracy", "test_log_loss"}
+        assert 0.2 < metrics["test_accuracy"] <= 1.0
+    else:
+        assert set(metrics) >= {"test_rmse", "test_mae", "test_r2"}
+        assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] > 0
+        assert list((tmp_path / "checkpoints").glob("*/trial_*/checkpoint_*/checkpoint.pt"))
+
+
+def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
+    """SIGKILL a running trial's process after its first checkpoint; FailureConfig restores it."""
+
+    cfg = make_config(
+        data={"source": {"rows": 60000}},
+        tune={"num_samples": 1, "scheduler": "fifo"},
+        train={"epochs": 6, "batch_size": 64},
+    )
+    tune_root = Path(cfg.runtime.state_dir) / "tune"
+    ready = lambda: bool(list(tune_root.glob("*/*/checkpoint_000001")))  # noqa: E731
+    with ProcessKiller(b"ray::ImplicitFunc", ready) as killer:
+        summary = runner.run(cfg, until="tune")
+    assert killer.killed, "the trial was never seen running"
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    trials = [
+        r
+        for r in tracker.client.search_runs([summary["experiment_id"]])
+        if r.data.tags.get("relay.stage") == "trial"
+    ]
+    assert len(trials) == 1  # the restored trial kept its MLflow run: no duplicate
+    (trial,) = trials
+    assert trial.data.tags["relay.trial_status"] == "completed"
+    steps = [m.step for m in tracker.client.get_metric_history(trial.info.run_id, "val_loss")]
+    assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+    assert steps.count(1) == 1 and steps.count(2) == 1  # restored after epoch 2, not from 0
+
+
+@pytest.mark.parametrize(
+    ("train", "gpus", "message"),
+    [
+        ({"cpus_per_trial": 3}, 0, r"train\.cpus_per_trial is 3\.0 but the Ray cluster has 2 CPUs"),
+        (
+            {"workers_per_trial": 2, "cpus_per_trial": 2, "use_gpu": "true"},
+            1,
+            r"train\.workers_per_trial is 2 with a GPU each but the Ray cluster has 1 GPUs",
+        ),
+    ],
+)
+def test_unplaceable_trials_are_refused_not_left_waiting(make_config, train, gpus, message):
+    cfg = make_config(train=train)
+    info = RayInfo("x", True, {"CPU": 2.0, "GPU": float(gpus)})
+    with pytest.raises(ConfigError, match=message):
+        trial_resources(cfg, info, use_gpu(cfg, info))
+
+
+def test_trial_resources_per_execution_shape(make_config):
+    info = RayInfo("x", True, {"CPU": 2.0, "GPU": 2.0})
+    plain = make_config(train={"use_gpu": "auto"})
+    assert trial_resources(plain, info, True) == {"CPU": 1.0, "GPU": 1}
+    ddp = make_config(train={"workers_per_trial": 2, "cpus_per_trial": 2})
+    # the trial's own process holds no CPU: its TorchTrainer workers hold them
+    assert trial_resources(ddp, info, False) == DDP_DRIVER_RESOURCES
+    assert trial_slots(ddp, info, False) == 1.0
+
+
+def test_ddp_trials_run_torchtrainer_workers_over_ray_data(ray_cluster, make_config):
+    """workers_per_trial 2: each trial is a 2-worker DDP run; its checkpoint feeds evaluation."""
+    cfg = make_config(
+        tune={"num_samples": 1, "scheduler": "fifo"},
+        train={"workers_per_trial": 2, "cpus_per_trial": 2, "epochs": 2},
+    )
+    summary = runner.run(cfg, until="evaluate")
+    assert summary["test_metrics"]["test_roc_auc"] > 0.55
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    tune_run = next(r for r in runs if r.data.tags.get("relay.stage") == "tune")
+    assert tune_run.data.params["workers_per_trial"] == "2"
+    (trial,) = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert trial.data.tags["relay.trial_status"] == "completed"
+    steps = [m.step for m in tracker.client.get_metric_history(trial.info.run_id, "val_loss")]
+    assert steps == [1, 2]
+    # the Train run, named after the trial, kept rank 0's checkpoint
+    train_runs = list((Path(cfg.runtime.state_dir) / "tune" / "train").iterdir())
+    assert len(train_runs) == 1 and train_runs[0].name.startswith(cfg.name)
+    assert list(train_runs[0].glob("checkpoint_*/checkpoint.pt"))
+
+
+def test_optuna_search_samples_the_configured_space(ray_cluster, make_config):
+    cfg = make_config(tune={"search": "optuna", "num_samples": 3, "scheduler": "fifo"})
+    summary = runner.run(cfg, until="tune")
+    tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+    runs = tracker.client.search_runs([summary["experiment_id"]])
+    trials = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
+    assert len(trials) == 3
+    for t in trials:
+        assert 0.001 <= float(t.data.params["lr"]) <= 0.03
+        assert t.data.params["hidden_size"] in {"32", "64"}
+    assert summary["best_hyperparameters"]["depth"] in {1, 2}
