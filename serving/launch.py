@@ -1,8 +1,8 @@
 """Serve control by app name: start a config's app, find its address, hand out its token, stop it.
 
 Not a pipeline stage: the deploy stage, rollouts, the pipeline's teardown and the RayService
-manifest (`app_args`) share it. Ray and the app are imported inside the functions, so
-rendering manifests or reading a token stays light.
+manifest (`app_args`) share it. Ray and the app (torch) are imported inside the functions
+that start or stop it, so rendering manifests or reading a token stays light.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.errors import ServingError
+from cluster.secrets import ensure_secret_file
 
 
 def app_args(
     cfg: RelayConfig, tracking_uri: str, token_file: str | None, log_level: str
 ) -> dict[str, Any]:
+    """The args of `serving.app:build` for a config: one mapping for local deploys and KubeRay."""
     s = cfg.serve
     return {
         "tracking_uri": tracking_uri,
@@ -46,8 +48,6 @@ def token_file(cfg: RelayConfig) -> Path | None:
 
     None when auth is off or the token comes from the environment (e.g. a Kubernetes secret).
     """
-    from cluster.secrets import ensure_secret_file
-
     if cfg.serve.auth == "none" or os.environ.get(cfg.serve.token_env):
         return None
     if cfg.serve.token_file:
@@ -57,7 +57,7 @@ def token_file(cfg: RelayConfig) -> Path | None:
 
 def client_token(cfg: RelayConfig) -> str | None:
     """The token a client of this config's endpoint sends."""
-    from serving.auth import TokenCheck
+    from serving.auth import TokenCheck  # FastAPI: not needed to render manifests
 
     file = token_file(cfg)
     return TokenCheck.load(cfg.serve.auth, cfg.serve.token_env, str(file) if file else None).token
@@ -80,6 +80,8 @@ def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]
             http_options={"host": cfg.serve.host, "port": cfg.serve.port},
             logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
         )
+        if cfg.serve.ingress != "direct":
+            _check_http_options(cfg.serve.host, cfg.serve.port)
         serve.run(
             build(args),
             name=cfg.model.name,
@@ -95,6 +97,25 @@ def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]
         return direct_endpoint(cfg.model.name, cfg.serve.host, cfg.serve.route_prefix), args
     # proxy: Serve's proxy listens there; haproxy: HAProxy does, in front of the replicas
     return f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}", args
+
+
+def _check_http_options(host: str, port: int) -> None:
+    """Refuse a Serve instance already listening elsewhere: it keeps its own host and port.
+
+    `serve.start` on a Ray where Serve runs (a cluster, an earlier run that kept serving) ignores
+    new HTTP options, so the endpoint would not be where the config says.
+    """
+    from ray.serve.context import _get_global_client
+
+    running = _get_global_client().http_config
+    wildcard = running.host in ("0.0.0.0", "::")  # listens on `host` too
+    if running.port != port or not (wildcard or running.host == host):
+        raise ServingError(
+            f"Serve already runs on this Ray cluster at {running.host}:{running.port} and keeps "
+            f"its address, so it cannot listen on serve.host/serve.port {host}:{port}: set "
+            f"serve.port: {running.port} (and serve.host: {running.host}), or stop that Serve "
+            "instance first"
+        )
 
 
 def direct_endpoint(app_name: str, host: str, route_prefix: str, timeout: float = 30.0) -> str:

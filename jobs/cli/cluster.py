@@ -17,16 +17,7 @@ cluster_app = typer.Typer(
     help="A local multi-node Ray cluster (ray start, token auth), started and stopped by PID.",
     no_args_is_help=True,
 )
-jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
 StateOption = Annotated[str, typer.Option(help="Where the cluster's record and token live")]
-AddressOption = Annotated[
-    str | None,
-    typer.Option(help="Jobs API URL (http://<head>:8265); default: the `relay cluster up` one"),
-]
-TokenOption = Annotated[
-    Path | None,
-    typer.Option(help="File holding the cluster's token; default $RAY_AUTH_TOKEN(_PATH)"),
-]
 
 
 @cluster_app.command("up")

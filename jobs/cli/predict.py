@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cluster.configfile import load_config
-from cluster.errors import ConfigError, RelayError
+from cluster.errors import ConfigError, RelayError, ServingError
 from jobs.console import fail
+from serving.client import Client, EndpointError
 
 
 def predict(
@@ -49,8 +51,6 @@ def predict(
 
             result = batch(load_config(config), inputs, output, model, address)
         else:
-            from cluster.errors import ConfigError
-
             raise ConfigError(
                 "relay predict needs CONFIG --input ... --output DIR (batch), "
                 "or --endpoint URL --json RECORD (online)"
@@ -61,11 +61,6 @@ def predict(
 
 
 def _predict_online(endpoint: str, record: str | None, token_file: Path | None) -> Any:
-    import os
-
-    from cluster.errors import ServingError
-    from serving.client import Client, EndpointError
-
     if not record:
         raise ConfigError("--endpoint needs --json with a record (or a list of records)")
     try:

@@ -12,14 +12,10 @@ import typer
 
 from cluster.configfile import parse_overrides
 from cluster.errors import ConfigError, RelayError
+from jobs.cli.cluster import StateOption
 from jobs.console import err, fail, out
 
-cluster_app = typer.Typer(
-    help="A local multi-node Ray cluster (ray start, token auth), started and stopped by PID.",
-    no_args_is_help=True,
-)
 jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
-StateOption = Annotated[str, typer.Option(help="Where the cluster's record and token live")]
 AddressOption = Annotated[
     str | None,
     typer.Option(help="Jobs API URL (http://<head>:8265); default: the `relay cluster up` one"),

@@ -3,7 +3,7 @@
 Supported: `resources` (YAML files and kustomization folders) and `patches` given as RFC 6902
 JSON patches (inline `patch` or a `path`) with a `target` kind and name. Anything else is
 refused rather than half-applied, so relay's rendering and kustomize's can be compared object
-for object (tests/test_k8s_render.py does).
+for object (tests/jobs/k8s/test_render.py does).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+from ray import serve
 from typer.testing import CliRunner
 
 from cluster import trackingserver
@@ -44,6 +45,7 @@ def test_pipeline_and_lineage_over_an_mlflow_server(ray_cluster, make_config, tm
         listed = json.loads(CliRunner().invoke(app, ["runs", "--json", *uri]).output)
         assert [r["run_id"] for r in listed] == [summary["pipeline_run_id"]]
     finally:
+        serve.shutdown()  # the run deployed on the session's Ray: leave no Serve behind
         trackingserver.down(state)
     assert trackingserver.status(state) is None
     try:

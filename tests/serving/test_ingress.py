@@ -2,7 +2,7 @@
 
 Serve reads its ingress flags once, when its processes start, so each case is a `relay run
 --serve` subprocess with its own embedded Ray (the session's Ray runs the default `proxy`,
-which tests/test_pipeline.py covers). Same routes, same auth, same 4xx, same answers.
+which tests/jobs/pipeline/test_pipeline.py covers). Same routes, same auth, same 4xx, same answers.
 """
 
 from __future__ import annotations

@@ -20,6 +20,20 @@ from tests.conftest import ROOT, ci_raw, free_port, merge
 RELAY = [sys.executable, "-m", "jobs.cli"]
 
 
+def etl_only(config: Path) -> list[str]:
+    """The entry point of submitted work, stopping after ETL."""
+    return [
+        sys.executable,
+        "-m",
+        "jobs.pipeline",
+        "--config",
+        str(config),
+        "--until",
+        "etl",
+        "--json",
+    ]
+
+
 def write_config(folder: Path, **override) -> Path:
     path = folder / "ci.yaml"
     path.write_text(yaml.safe_dump(merge(ci_raw(), override)))
@@ -71,21 +85,9 @@ def ray_dirs_in_use() -> set[Path]:
     return found
 
 
-def test_stage_module_runs_the_pipeline_up_to_that_stage(tmp_path):
+def test_the_entry_point_runs_the_pipeline_up_to_until(tmp_path):
     config = write_config(tmp_path)
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.pipeline",
-            "--config",
-            str(config),
-            "--until",
-            "etl",
-            "--json",
-        ],
-        cwd=tmp_path,
-    )
+    result = run(etl_only(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(summary["dataset_digest"]) == 64
@@ -151,19 +153,7 @@ def test_two_node_cluster_by_address_gives_the_embedded_digest(tmp_path):
     import time
 
     config = write_config(tmp_path, data={"source": {"rows": 8000, "files": 4}})
-    embedded = run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.pipeline",
-            "--config",
-            str(config),
-            "--until",
-            "etl",
-            "--json",
-        ],
-        tmp_path,
-    )
+    embedded = run(etl_only(config), tmp_path)
     assert embedded.returncode == 0, embedded.stderr[-3000:]
     temp_dir = Path(tempfile.mkdtemp(prefix="relay-ray-multi"))
     port = free_port()
@@ -185,16 +175,7 @@ def test_two_node_cluster_by_address_gives_the_embedded_digest(tmp_path):
         while time.monotonic() < deadline and alive_nodes(address) < 2:
             time.sleep(1)
         assert alive_nodes(address) == 2
-        args = [
-            sys.executable,
-            "-m",
-            "jobs.pipeline",
-            "--config",
-            str(config),
-            "--until",
-            "etl",
-            "--json",
-        ]
+        args = etl_only(config)
         on_cluster = run([*args, "--address", address], tmp_path)
         assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
         first = json.loads(embedded.stdout.strip().splitlines()[-1])

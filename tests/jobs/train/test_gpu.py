@@ -1,8 +1,9 @@
 """Training on a GPU: the same loop gives the CPU's results, and its checkpoints load anywhere.
 
-Runs without Ray, MLflow or the shared fixtures (`pytest --noconftest tests/test_gpu.py`), so
-it also runs on a bare GPU machine. The CUDA cases skip where torch sees no GPU (CI has none);
-the checkpoint-portability case fakes a GPU-less reader with `torch.cuda.is_available` patched.
+Runs without Ray, MLflow or the shared fixtures
+(`pytest --noconftest tests/jobs/train/test_gpu.py`), so it also runs on a bare GPU machine.
+The CUDA cases skip where torch sees no GPU (CI has none); the checkpoint-portability case
+fakes a GPU-less reader with `torch.cuda.is_available` patched.
 """
 
 from __future__ import annotations
