@@ -21,7 +21,7 @@ def make_app(tracking_uri: str, model_name: str, token_file: str) -> Any:
     from mlflow.tracking import MlflowClient
     from pydantic import BaseModel
 
-    from cluster.registry import load_verified, resolve
+    from cluster.tracking.registry import load_verified, resolve
     from serving.app import bearer
     from serving.auth import TokenCheck
     from serving.model import Predictor

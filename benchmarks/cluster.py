@@ -21,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cluster import localcluster, trackingserver  # noqa: E402
-from cluster.submit import TERMINAL, Target, submit  # noqa: E402
+from cluster.compute import localcluster  # noqa: E402
+from cluster.compute.submit import TERMINAL, Target, submit  # noqa: E402
+from cluster.tracking import server as trackingserver  # noqa: E402
 
 
 def main() -> None:

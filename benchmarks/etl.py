@@ -65,7 +65,7 @@ def tree_pss_mb(root_pid: int) -> float:
 
 
 def run_relay(rows: int, files: int, raw_root: Path) -> dict:
-    from cluster.runtime import ray_session
+    from cluster.compute.runtime import ray_session
     from jobs.etl import synthetic
     from jobs.etl.stage import build
 

@@ -81,8 +81,8 @@ def main() -> None:
     seconds = options.seconds
     from ray import serve
 
+    from cluster.compute.runtime import ray_session
     from cluster.configfile import load_config
-    from cluster.runtime import ray_session
     from tests.conftest import free_port
 
     state = Path(tempfile.mkdtemp(prefix="relay-bench-serve-"))

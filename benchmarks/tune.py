@@ -50,9 +50,9 @@ BIG_MODEL = {
 
 
 def main() -> None:
+    from cluster.compute.runtime import ray_session
     from cluster.configfile import load_config
-    from cluster.runtime import ray_session
-    from cluster.tracking import Tracker
+    from cluster.tracking.tracker import Tracker
     from jobs.pipeline import runner
 
     state = Path(tempfile.mkdtemp(prefix="relay-bench-tune-"))

@@ -17,7 +17,7 @@ from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.errors import ConfigError
-from cluster.tracking import Tracker
+from cluster.tracking.tracker import Tracker
 
 
 @dataclass

@@ -82,7 +82,7 @@ class AppArgs(BaseModel):
 class Served:
     """One loaded version; swapped as a whole so a request never mixes two versions."""
 
-    ref: Any  # cluster.registry.ModelRef
+    ref: Any  # cluster.tracking.registry.ModelRef
     predictor: Any  # serving.model.Predictor
     spec: dict[str, Any]
 
@@ -110,7 +110,7 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             from mlflow.tracking import MlflowClient
             from ray.serve import metrics
 
-            from cluster.tracking import use_credentials_file
+            from cluster.tracking.tracker import use_credentials_file
 
             use_credentials_file()  # a replica on a cluster node: the job passed a file path
             self.args = args
@@ -196,7 +196,7 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
 
         def _load(self, version: int) -> Served:
             """The version, verified; re-used when already loaded as champion or challenger."""
-            from cluster.registry import load_verified, resolve
+            from cluster.tracking.registry import load_verified, resolve
             from serving.model import Predictor
 
             for loaded in (self.served, self.challenger):
@@ -301,7 +301,7 @@ def _ids(served: Served) -> dict[str, str]:
 
 def alias_versions(client: Any, args: AppArgs) -> tuple[Any, Any]:
     """The champion's and (when it gets a share) the challenger's ModelRef, from the registry."""
-    from cluster.registry import aliased, resolve
+    from cluster.tracking.registry import aliased, resolve
 
     champion = resolve(client, args.model_name, args.alias)
     if not args.challenger_alias or args.challenger_share <= 0:
@@ -314,7 +314,7 @@ def build(args: dict[str, Any]) -> serve.Application:
     from mlflow.tracking import MlflowClient
 
     from cluster.errors import ServingError
-    from cluster.registry import load_verified
+    from cluster.tracking.registry import load_verified
     from serving.schema import request_model
 
     parsed = AppArgs.model_validate(args)

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.compute.runtime import RayInfo, ray_session
 from cluster.config import RelayConfig, RuntimeConfig, ServeConfig
 from cluster.configfile import parse_config
-from cluster.runtime import RayInfo, ray_session
 
 ROOT = Path(__file__).resolve().parent.parent
 CI_CONFIG = ROOT / "configs" / "ci.yaml"

@@ -39,7 +39,7 @@ def tree(tmp_path: Path) -> Path:
 def test_the_contracts_hold_on_the_tree(tree: Path) -> None:
     result = lint(tree)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,8 @@ def test_the_contracts_hold_on_the_tree(tree: Path) -> None:
         ("jobs/deploy/stage.py", "from jobs.register import stage", "jobs: cli > pipeline"),
         # the substrate importing what runs on it
         ("cluster/errors.py", "import serving.client", "relay: jobs > serving > cluster"),
+        # MLflow tracking reaching up into the Ray connection
+        ("cluster/tracking/spool.py", "from cluster.compute import runtime", "cluster: compute"),
         # a function-level import counts too: it is how the old loops hid
         ("serving/auth.py", "def _up():\n    from jobs import artifacts", "relay: jobs > serving"),
     ],

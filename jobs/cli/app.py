@@ -25,7 +25,7 @@ app = typer.Typer(
 @app.callback()
 def _setup() -> None:
     """Quiet defaults (progress bars off) for this process and the Ray workers it starts."""
-    from cluster.runtime import quiet_environment
+    from cluster.compute.runtime import quiet_environment
 
     try:
         quiet_environment()

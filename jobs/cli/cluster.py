@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from cluster.compute.serveflags import serve_flags
 from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError
-from cluster.serveflags import serve_flags
 from jobs.console import fail
 
 cluster_app = typer.Typer(
@@ -45,7 +45,7 @@ def cluster_up(
 
     Example: relay cluster up --workers 2 --cpus-per-worker 1
     """
-    from cluster import localcluster as lc
+    from cluster.compute import localcluster as lc
 
     worker = lc.NodeShape(cpus_per_worker, gpus_per_worker, memory_mb, object_store_mb)
     try:
@@ -68,7 +68,7 @@ def cluster_up(
 @cluster_app.command("status")
 def cluster_status(state_dir: StateOption = ".relay") -> None:
     """Nodes, resources and running jobs of the cluster `relay cluster up` started."""
-    from cluster import localcluster as lc
+    from cluster.compute import localcluster as lc
 
     state = lc.status(state_dir)
     if state is None:
@@ -79,7 +79,7 @@ def cluster_status(state_dir: StateOption = ".relay") -> None:
 @cluster_app.command("down")
 def cluster_down(state_dir: StateOption = ".relay") -> None:
     """Stop exactly the processes `relay cluster up` started (never `ray stop`)."""
-    from cluster import localcluster as lc
+    from cluster.compute import localcluster as lc
 
     try:
         print(json.dumps(lc.down(state_dir)))

@@ -26,7 +26,7 @@ def _store(tracking_uri: str | None, config: Path | None) -> str:
     """The tracking URI: --tracking-uri, the config's, $MLFLOW_TRACKING_URI, .relay/mlflow.db."""
     import os
 
-    from cluster.tracking import tracking_uri as config_uri
+    from cluster.tracking.tracker import tracking_uri as config_uri
 
     return (
         tracking_uri
@@ -139,7 +139,7 @@ def runs(
 
     Example: relay runs --config configs/demo.yaml
     """
-    from cluster.tracking import STAGE_TAG
+    from cluster.tracking.tracker import STAGE_TAG
 
     try:
         client = _tracking_client(tracking_uri, config)

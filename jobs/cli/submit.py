@@ -55,9 +55,10 @@ def submit(
 
     Example: relay submit configs/ci.yaml
     """
-    from cluster import localcluster, trackingserver
-    from cluster import submit as jobs
-    from cluster.tracking import CREDENTIALS_ENV
+    from cluster.compute import localcluster
+    from cluster.compute import submit as jobs
+    from cluster.tracking import server as trackingserver
+    from cluster.tracking.tracker import CREDENTIALS_ENV
 
     try:
         target = jobs.Target.resolve(address, state_dir, token_file)
@@ -107,7 +108,7 @@ def jobs_list(
     address: AddressOption = None, token_file: TokenOption = None, state_dir: StateOption = ".relay"
 ) -> None:
     """Jobs on the cluster, newest first."""
-    from cluster import submit as jobs
+    from cluster.compute import submit as jobs
 
     rows = _call(address, token_file, state_dir, lambda c: c.list_jobs())
     infos = sorted((jobs.describe(i) for i in rows), key=lambda r: -(r["start_time"] or 0))
@@ -139,7 +140,7 @@ def jobs_stop(
 
 
 def _call(address: str | None, token_file: Path | None, state_dir: str, action: Any) -> Any:
-    from cluster import submit as jobs
+    from cluster.compute import submit as jobs
 
     try:
         target = jobs.Target.resolve(address, state_dir, token_file)

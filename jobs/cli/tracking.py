@@ -35,8 +35,8 @@ def tracking_up(
 
     Example: relay tracking up --port 5000 --basic-auth
     """
-    from cluster import trackingserver
-    from cluster.tracking import CREDENTIALS_ENV
+    from cluster.tracking import server as trackingserver
+    from cluster.tracking.tracker import CREDENTIALS_ENV
 
     try:
         record = trackingserver.up(
@@ -52,7 +52,7 @@ def tracking_up(
 @tracking_app.command("down")
 def tracking_down(state_dir: StateOption = ".relay") -> None:
     """Stop the server `relay tracking up` started (by its recorded PID)."""
-    from cluster import trackingserver
+    from cluster.tracking import server as trackingserver
 
     try:
         print(json.dumps(trackingserver.down(state_dir)))
@@ -78,7 +78,7 @@ def tracking_sync(
     Same run ids, timestamps and steps; safe to run again after an interruption.
     Example: relay tracking sync --state-dir .relay --tracking-uri http://127.0.0.1:5000
     """
-    from cluster import spool
+    from cluster.tracking import spool
 
     try:
         result = spool.sync(spool.spool_root(state_dir), tracking_uri, retry_seconds)

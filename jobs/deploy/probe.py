@@ -12,7 +12,7 @@ from serving.client import get_json
 
 def served_challenger(cfg: RelayConfig, client: Any) -> int | None:
     """The challenger version the config's endpoint routes a share to, if any."""
-    from cluster.registry import aliased
+    from cluster.tracking.registry import aliased
 
     if cfg.serve.challenger_share <= 0:
         return None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cluster.compute.runtime import ray_session
 from cluster.config import RelayConfig
 from cluster.errors import ServingError
-from cluster.registry import PREVIOUS, aliased, resolve
-from cluster.runtime import ray_session
-from cluster.tracking import Tracker
+from cluster.tracking.registry import PREVIOUS, aliased, resolve
+from cluster.tracking.tracker import Tracker
 from jobs.deploy.probe import served_challenger, wait_for_version
 from serving.client import get_json
 from serving.launch import serve_app

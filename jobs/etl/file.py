@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cluster.compute.runtime import node_id
 from cluster.config import ColumnType, RelayConfig, Role
-from cluster.runtime import node_id
 from jobs.data.rowhash import row_hash, unit_interval
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, SOURCE_COLUMN, check_rows
 from jobs.data.sources import RawFile, batches, raw_sha256

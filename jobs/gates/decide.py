@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config import PRIMARY_METRIC, TASK_METRICS, RelayConfig, Role
-from cluster.registry import ModelRef, aliased, load_verified
+from cluster.tracking.registry import ModelRef, aliased, load_verified
 from jobs.artifacts import PROFILE, Dataset, Evaluation
 from jobs.gates import checks
 from jobs.gates.checks import GateResult

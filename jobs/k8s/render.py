@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
+from cluster.compute.serveflags import serve_flags
 from cluster.config import GpuWorkerGroup, PodResources, RelayConfig, WorkerGroup
 from cluster.errors import ConfigError
-from cluster.serveflags import serve_flags
 from jobs.k8s import kustomize
 from serving.launch import app_args
 

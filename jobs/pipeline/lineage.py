@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cluster.errors import ConfigError
-from cluster.registry import resolve
-from cluster.tracking import PARENT_TAG, STAGE_TAG
+from cluster.tracking.registry import resolve
+from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 
 CHAIN_KEYS = (
     "model",

@@ -15,7 +15,7 @@ import yaml
 from cluster.config import FileSource, RelayConfig
 from cluster.configfile import parse_config
 from cluster.errors import ConfigError, RelayError
-from cluster.tracking import STAGE_TAG, Tracker, provenance_tags, tracking_uri
+from cluster.tracking.tracker import STAGE_TAG, Tracker, provenance_tags, tracking_uri
 from jobs.data.sources import RawFile, filesystem, raw_sha256, resolve_files
 from jobs.pipeline import runner
 from jobs.pipeline.lineage import artifact_text, children

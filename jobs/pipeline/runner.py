@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
+from cluster.compute.runtime import RayInfo, ray_session
+from cluster.compute.submit import SUBMISSION_ENV
 from cluster.config import RelayConfig
 from cluster.errors import GateFailedError
 from cluster.redact import redacted
-from cluster.runtime import RayInfo, ray_session
-from cluster.submit import SUBMISSION_ENV
-from cluster.tracking import Tracker, provenance_tags
+from cluster.tracking.tracker import Tracker, provenance_tags
 from cluster.writable import ensure_writable
 from jobs import progress
 from jobs.artifacts import Dataset, Deployment, Evaluation, Registered, TuneOutcome

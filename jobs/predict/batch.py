@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cluster.compute.runtime import ray_session
 from cluster.config import Column, FileSource, RelayConfig
 from cluster.errors import DataQualityError
-from cluster.registry import ModelRef, load_verified, resolve
-from cluster.runtime import ray_session
-from cluster.tracking import Tracker
+from cluster.tracking.registry import ModelRef, load_verified, resolve
+from cluster.tracking.tracker import Tracker
 from cluster.writable import ensure_writable
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, check_rows
 from jobs.data.sources import RawFile, raw_sha256, resolve_files

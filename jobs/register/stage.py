@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cluster.bundle import write_bundle
 from cluster.config import RelayConfig
-from cluster.registry import BUNDLE_PATH, PREVIOUS, REJECTED, SHA_TAG
+from cluster.tracking.bundle import write_bundle
+from cluster.tracking.registry import BUNDLE_PATH, PREVIOUS, REJECTED, SHA_TAG
 from jobs.artifacts import Dataset, Evaluation, Registered, TuneOutcome
 from jobs.gates import decide, report
 from jobs.progress import StageRuns

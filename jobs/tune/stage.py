@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cluster.compute.runtime import RayInfo
 from cluster.config import RelayConfig, SearchParam
 from cluster.errors import ConfigError
-from cluster.runtime import RayInfo
-from cluster.tracking import Tracker
+from cluster.tracking.tracker import Tracker
 from jobs.artifacts import Dataset, TuneOutcome
 from jobs.metrics import plots
 from jobs.progress import StageRuns

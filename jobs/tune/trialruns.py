@@ -14,7 +14,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from cluster.tracking import Tracker
+from cluster.tracking.tracker import Tracker
 
 TRIAL_ID_TAG = "relay.trial_id"
 METRIC_PREFIXES = ("train_", "val_", "epoch_seconds")

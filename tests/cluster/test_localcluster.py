@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cluster import localcluster, trackingserver
+from cluster.compute import localcluster
+from cluster.compute.serveflags import serve_flags
 from cluster.config import ServeConfig
 from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.processes import pids_mentioning
-from cluster.serveflags import serve_flags
-from cluster.tracking import CREDENTIALS_ENV, Tracker, use_credentials_file
+from cluster.tracking import server as trackingserver
+from cluster.tracking.tracker import CREDENTIALS_ENV, Tracker, use_credentials_file
 from jobs.cli.app import app
 from jobs.etl.stage import build
 from jobs.pipeline import lineage
@@ -161,7 +162,7 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
     assert result.exit_code == 0, result.output[-3000:]
     job = json_output(result, last_line=True)
     assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
-    from cluster.submit import Target
+    from cluster.compute.submit import Target
 
     info = Target.resolve(None, state).client().get_job_info(job["submission_id"])
     password = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")[2]
@@ -228,7 +229,7 @@ def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp
         idle_timeout_s=5,
     )
     try:
-        from cluster.submit import Target
+        from cluster.compute.submit import Target
 
         client = Target.resolve(None, state).client()
         code = (

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from cluster.compute.serveflags import haproxy_binary, serve_flags
 from cluster.config import ServeConfig
 from cluster.errors import ConfigError
-from cluster.serveflags import haproxy_binary, serve_flags
 
 
 def test_proxy_is_the_default_and_keeps_the_preset_off_direct_ingress():

@@ -9,8 +9,8 @@ import httpx
 from ray import serve
 from typer.testing import CliRunner
 
-from cluster import trackingserver
 from cluster.configfile import parse_config
+from cluster.tracking import server as trackingserver
 from jobs.cli.app import app
 from jobs.pipeline import runner
 from tests.conftest import free_port, merge

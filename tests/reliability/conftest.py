@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster import trackingserver
 from cluster.errors import ConfigError
+from cluster.tracking import server as trackingserver
 from tests.conftest import free_port
 
 

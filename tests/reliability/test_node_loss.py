@@ -21,9 +21,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import localcluster, trackingserver
+from cluster.compute import localcluster
+from cluster.compute.submit import TERMINAL, Target, describe
 from cluster.processes import kill, pids_mentioning
-from cluster.submit import TERMINAL, Target, describe
+from cluster.tracking import server as trackingserver
 from jobs.cli.app import app
 from jobs.etl.stage import build
 from tests.cli_output import json_output

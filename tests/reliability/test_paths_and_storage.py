@@ -9,9 +9,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from cluster import spool
 from cluster.configfile import parse_config
 from cluster.errors import ConfigError
+from cluster.tracking import spool
 from cluster.writable import ensure_writable
 from jobs.cli.app import app
 from jobs.pipeline import runner

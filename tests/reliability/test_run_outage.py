@@ -17,7 +17,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import spool, trackingserver
+from cluster.tracking import server as trackingserver
+from cluster.tracking import spool
 from jobs.cli.app import app
 from jobs.tune.trialruns import TRIAL_ID_TAG
 from tests.cli_output import json_output

@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import spool
 from cluster.errors import ClusterUnreachableError
-from cluster.tracking import Tracker
+from cluster.tracking import spool
+from cluster.tracking.tracker import Tracker
 from jobs.cli.app import app
 from jobs.pipeline import runner
 from tests.conftest import free_port

@@ -13,9 +13,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cluster import spool, trackingserver
 from cluster.errors import ClusterUnreachableError
-from cluster.tracking import Tracker
+from cluster.tracking import server as trackingserver
+from cluster.tracking import spool
+from cluster.tracking.tracker import Tracker
 from jobs.cli.app import app
 from tests.cli_output import json_output
 from tests.conftest import free_port

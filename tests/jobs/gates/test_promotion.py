@@ -21,7 +21,7 @@ import yaml
 
 from cluster.config import RelayConfig
 from cluster.configfile import parse_config
-from cluster.registry import REJECTED, aliased
+from cluster.tracking.registry import REJECTED, aliased
 from jobs import progress
 from jobs.etl import synthetic
 from jobs.pipeline.command import run_command

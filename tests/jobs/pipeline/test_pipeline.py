@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from cluster.configfile import parse_config
 from cluster.errors import ServingError
-from cluster.registry import load_verified, resolve
-from cluster.tracking import PARENT_TAG, STAGE_TAG
+from cluster.tracking.registry import load_verified, resolve
+from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
 from serving.model import Predictor
 from tests.cli_output import json_output, own_stdout

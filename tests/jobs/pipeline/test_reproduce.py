@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster.errors import ConfigError
-from cluster.tracking import Tracker
+from cluster.tracking.tracker import Tracker
 from jobs.cli.app import app
 from jobs.etl.synthetic import make_rows
 from jobs.pipeline import runner

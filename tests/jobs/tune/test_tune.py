@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
+from cluster.compute.runtime import RayInfo
 from cluster.errors import ConfigError
-from cluster.runtime import RayInfo
-from cluster.tracking import Tracker
+from cluster.tracking.tracker import Tracker
 from jobs.pipeline import runner
 from jobs.tune.stage import DDP_DRIVER_RESOURCES, trial_resources, trial_slots, use_gpu
 from tests.conftest import ROOT, ProcessKiller, ci_raw, merge

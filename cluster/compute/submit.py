@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster import localcluster
+from cluster.compute import localcluster
 from cluster.errors import ClusterUnreachableError, ConfigError, JobFailedError, RelayError
-from cluster.tracking import CREDENTIALS_ENV
+from cluster.tracking.tracker import CREDENTIALS_ENV
 
 # Never uploaded: state (datasets, stores, checkpoints), raw data, environments, caches.
 EXCLUDES = [

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cluster import retry, spool
 from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError, ConfigError, TrackingSpooledError
 from cluster.redact import redacted
+from cluster.tracking import retry, spool
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"

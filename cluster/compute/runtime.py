@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from cluster.compute.serveflags import serve_flags
 from cluster.config import RuntimeConfig, ServeConfig
 from cluster.errors import ClusterUnreachableError
-from cluster.serveflags import serve_flags
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def resolve_address(cfg: RuntimeConfig, address: str | None = None) -> str | Non
 def quiet_environment() -> None:
     """The defaults above, and tracking credentials from a file, for this process and the Ray
     workers it starts."""
-    from cluster.tracking import use_credentials_file
+    from cluster.tracking.tracker import use_credentials_file
 
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -20,9 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cluster import retry
 from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.redact import HIDDEN, redacted
+from cluster.tracking import retry
 
 SPOOL = "tracking-spool"
 RECORDS = "records.jsonl"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.bundle import read_bundle
 from cluster.errors import ServingError
+from cluster.tracking.bundle import read_bundle
 
 SHA_TAG = "relay.sha256"
 BUNDLE_PATH = "model"
