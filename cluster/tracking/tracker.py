@@ -194,7 +194,13 @@ class Tracker:
         try:
             yield run_id
         except BaseException as exc:
-            self.set_terminated(run_id, "FAILED")
+            try:
+                self.set_terminated(run_id, "FAILED")
+            except Exception as lost:
+                # What stopped the block (a Ctrl-C, bad data) is what the user must see, not a
+                # store that could not take the FAILED end (sqlite locked by the interrupted
+                # write); the run stays RUNNING and `relay run --resume` reopens it.
+                logger.warning("could not mark run %s FAILED: %s", run_id, redacted(str(lost)))
             if self.spooling and isinstance(exc, ClusterUnreachableError):
                 # the message names the spool and counts every record, the FAILED end included
                 raise TrackingSpooledError(self.spooled_message()) from None
