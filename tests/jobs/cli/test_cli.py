@@ -208,7 +208,9 @@ def in_tuning(args: list[str], folder: Path, **popen) -> subprocess.Popen:
     driver = subprocess.Popen(args, cwd=folder, env=env, start_new_session=True, **popen)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and driver.poll() is None:
-        if list((folder / ".relay" / "tune").glob("*/*/checkpoint_000000")):
+        # any epoch's checkpoint: Tune keeps only the newest (num_to_keep=1), so the first one
+        # can be gone before a poll sees it
+        if list((folder / ".relay" / "tune").glob("*/*/checkpoint_*")):
             break
         time.sleep(0.1)
     assert driver.poll() is None, "the run ended before it could be interrupted"
