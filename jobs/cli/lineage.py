@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,16 @@ from rich.table import Table
 from cluster.configfile import load_config
 from cluster.errors import RelayError
 from jobs.console import err, fail, out
+
+
+class View(StrEnum):
+    """`relay lineage --format`: declared, so a typo is refused with the choices."""
+
+    tree = "tree"
+    json = "json"
+    mermaid = "mermaid"
+    dot = "dot"
+
 
 TrackingOption = Annotated[
     str | None,
@@ -50,7 +61,7 @@ def lineage(
             help="models:/name@alias, name/version, a response's lineage_id, or a run id"
         ),
     ],
-    fmt: Annotated[str, typer.Option("--format", help="tree, json, mermaid or dot")] = "tree",
+    fmt: Annotated[View, typer.Option("--format", help="How to show it")] = View.tree,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json")] = False,
     tracking_uri: TrackingOption = None,
     config: ConfigOption = None,
@@ -66,7 +77,7 @@ def lineage(
         found = lineage_mod.chain(client, *lineage_mod.model_of(client, target))
     except RelayError as exc:
         fail(exc)
-    fmt = "json" if as_json else fmt
+    fmt = View.json if as_json else fmt
     if fmt == "json":
         print(json.dumps(found, default=str))
     elif fmt == "mermaid":
@@ -85,7 +96,7 @@ def _print_tree(c: dict[str, Any]) -> None:
     root.add(f"pipeline run {c['pipeline']['run_id']}  git {c['pipeline']['git_commit']}")
     raw = root.add(f"raw files ({len(c['raw_files'])})")
     for f in c["raw_files"]:
-        raw.add(f"{f['path']}  {f['size']:,} bytes  sha256 {f['sha256'][:16]}…")
+        raw.add(f"{f['path']}  {f['bytes']:,} bytes  sha256 {f['sha256'][:16]}…")
     root.add(f"ETL run {c['etl']['run_id']} → dataset {c['dataset']['digest']}")
     root.add(f"tune run {c['tune']['run_id']}: {c['tune']['trials']} trials")
     root.add(f"best trial {c['best_trial']['run_id']}: {c['tune']['best_hyperparameters']}")

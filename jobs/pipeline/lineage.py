@@ -105,7 +105,7 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
             "ray_submission_id": ptags.get("relay.ray_submission_id"),
         },
         "raw_files": [
-            {"path": m["path"], "size": m.get("size"), "sha256": m["sha256"]}
+            {"path": m["path"], "bytes": m["bytes"], "sha256": m["sha256"]}
             for m in meta.get("manifest", [])
         ],
         "etl": {

@@ -319,6 +319,29 @@ def test_client_and_cli_send_records_to_the_endpoint(run):
     assert bad.exit_code == 6 and "greater than or equal to 18" in bad.output
 
 
+def test_lineage_tree_and_dot_views_show_the_raw_files_and_unknown_formats_are_refused(run):
+    """The README's headline command (the default tree view) and the other views, issue #16."""
+    from typer.testing import CliRunner
+
+    from jobs.cli.app import app
+
+    s = run["summary"]
+    uri = ["--tracking-uri", s["tracking_uri"]]
+    target = f"models:/{s['model_name']}@champion"
+    wide = {"COLUMNS": "400"}  # a terminal wide enough for the paths: rich crops at the width
+    tree = CliRunner().invoke(app, ["lineage", target, *uri], env=wide)
+    assert tree.exit_code == 0, tree.output
+    manifest = json.loads((Path(s["dataset_path"]) / "dataset.json").read_text())["manifest"]
+    for m in manifest:
+        assert f"{m['bytes']:,} bytes  sha256 {m['sha256'][:16]}" in tree.output
+    assert f"raw files ({len(manifest)})" in tree.output
+    dot = CliRunner().invoke(app, ["lineage", target, "--format", "dot", *uri])
+    assert own_stdout(dot).startswith("digraph lineage {") and "raw0 -> etl;" in dot.output
+    yaml_view = CliRunner().invoke(app, ["lineage", target, "--format", "yaml", *uri])
+    assert yaml_view.exit_code == 2
+    assert all(choice in yaml_view.output for choice in ("tree", "json", "mermaid", "dot"))
+
+
 def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     from typer.testing import CliRunner
 
