@@ -71,12 +71,25 @@ def run(
 
 
 def validate(config: ConfigArg) -> None:
-    """Check a config without running anything.
+    """Check a config without running anything: its fields, and that each local data path
+    names data files (an object-store URI is listed as not checked: that needs the network).
 
     Example: relay validate configs/ci.yaml
     """
+    from cluster.config import FileSource
+    from jobs.data.sources import offline_counts
+
     try:
         cfg = load_config(config)
+        source = cfg.data.source
+        counts = offline_counts(source) if isinstance(source, FileSource) else {}
     except RelayError as exc:
         fail(exc)
     out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")
+    for entry, count in counts.items():
+        found = (
+            "not checked offline (remote)"
+            if count is None
+            else f"{count} data file{'s' * (count != 1)}"
+        )
+        out.print(f"  data.source.path {entry}: {found}", highlight=False, markup=False)

@@ -71,34 +71,61 @@ def uri_of(fs: pafs.FileSystem, path: str) -> str:
 
 def resolve_files(source: FileSource) -> list[RawFile]:
     """Every data file the source names, de-duplicated, in a stable order."""
-    entries = [source.path] if isinstance(source.path, str) else source.path
-    found: dict[str, RawFile] = {}
-    for entry in entries:
-        fs, path = filesystem(entry)
-        if _GLOB & set(path):
-            base = path[: min(path.index(c) for c in _GLOB if c in path)].rsplit("/", 1)[0]
-            infos = [
-                i for i in _listing(fs, base or "/", entry) if fnmatch.fnmatchcase(i.path, path)
-            ]
-        else:
-            info = fs.get_file_info(path)
-            if info.type == pafs.FileType.NotFound:
-                raise ConfigError(f"data.source.path: {entry} does not exist")
-            infos = [info] if info.type == pafs.FileType.File else _listing(fs, path, entry)
-        for info in infos:
-            fmt = source.format or SUFFIXES.get(Path(info.path).suffix.lower())
-            if fmt is None:
-                if len(infos) == 1:
-                    raise ConfigError(
-                        f"data.source.format: cannot infer the format of {info.path}; "
-                        "set it to csv, parquet or json"
-                    )
-                continue  # a folder may hold READMEs and the like
-            uri = uri_of(fs, info.path)
-            found[uri] = RawFile(uri=uri, format=fmt, size=info.size)
-    if not found:
-        raise ConfigError(f"data.source.path: no csv/parquet/json files found at {source.path}")
+    found = {raw.uri: raw for entry in entries(source) for raw in entry_files(entry, source.format)}
     return [found[k] for k in sorted(found)]
+
+
+def entries(source: FileSource) -> list[str]:
+    return [source.path] if isinstance(source.path, str) else source.path
+
+
+def is_local(entry: str) -> bool:
+    """A plain path or a file:// URI: checkable without the network (an object store is not)."""
+    return "://" not in entry or entry.startswith("file://")
+
+
+def offline_counts(source: FileSource) -> dict[str, int | None]:
+    """Data files per entry of data.source.path, as a run resolves them; None for a remote
+    URI, which only the network can check. `relay validate` prints these."""
+    return {e: len(entry_files(e, source.format)) if is_local(e) else None for e in entries(source)}
+
+
+def entry_files(entry: str, fmt: str | None) -> list[RawFile]:
+    """The data files one path, folder or glob names; an entry that names none is an error,
+    so a mistyped glob in a list cannot silently drop its share of the data."""
+    fs, path = filesystem(entry)
+    if _GLOB & set(path):
+        base = path[: min(path.index(c) for c in _GLOB if c in path)].rsplit("/", 1)[0]
+        infos = [i for i in _listing(fs, base or "/", entry) if fnmatch.fnmatchcase(i.path, path)]
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise ConfigError(f"data.source.path: {entry} does not exist{_relative_to(entry)}")
+        infos = [info] if info.type == pafs.FileType.File else _listing(fs, path, entry)
+    found: list[RawFile] = []
+    for info in infos:
+        kind = fmt or SUFFIXES.get(Path(info.path).suffix.lower())
+        if kind is None:
+            if len(infos) == 1:
+                raise ConfigError(
+                    f"data.source.format: cannot infer the format of {info.path}; "
+                    "set it to csv, parquet or json"
+                )
+            continue  # a folder may hold READMEs and the like
+        found.append(RawFile(uri=uri_of(fs, info.path), format=kind, size=info.size))
+    if not found:
+        raise ConfigError(
+            f"data.source.path: {entry} matches no csv, parquet or json file"
+            f"{_relative_to(entry)}; fix the path or glob"
+        )
+    return found
+
+
+def _relative_to(entry: str) -> str:
+    """Where a relative path was looked for: the current directory, not the config's."""
+    if "://" in entry or Path(entry).expanduser().is_absolute():
+        return ""
+    return f" (relative paths are read from the current directory, {Path.cwd()})"
 
 
 def _listing(fs: pafs.FileSystem, base: str, entry: str) -> list[pafs.FileInfo]:

@@ -45,6 +45,9 @@ def test_missing_and_unknown_formats_are_config_errors(folder: Path) -> None:
         resolve_files(FileSource(kind="files", path=str(folder / "notes.txt")))
     with pytest.raises(ConfigError, match="cannot open"):
         resolve_files(FileSource(kind="files", path="nosuchscheme://bucket/x.csv"))
+    listed = [str(folder / "a.csv"), str(folder / "sub" / "*.csv")]  # sub holds no CSV
+    with pytest.raises(ConfigError, match=r"sub/\*\.csv matches no csv, parquet or json file"):
+        resolve_files(FileSource(kind="files", path=listed))
 
 
 def test_column_checks_name_missing_and_undeclared(folder: Path) -> None:
