@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -47,11 +48,13 @@ def reap(pids: list[int]) -> None:
 
 
 def pids_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (e.g. a node's private temp dir).
+    """Live processes whose command line names `text` whole (a node's private temp dir, its
+    address): 127.0.0.1:6379 is not a prefix match for another cluster's 127.0.0.1:63790.
 
     Ray daemonises some children into their own sessions; this finds them by what is unique
     to the node relay started, never by name.
     """
+    whole = re.compile(rf"(?<![\w.-]){re.escape(text)}(?![\w.-])")
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -60,7 +63,7 @@ def pids_mentioning(text: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline:
+        if whole.search(cmdline):
             found.append(int(entry.name))
     return sorted(found)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,12 +79,39 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-class ProcessKiller:
-    """SIGKILLs the first process whose title starts with `title` once `ready()` holds.
+def descendants(root: int) -> set[int]:
+    """The processes below `root` (children, theirs, ...), from /proc: what a test started.
 
-    Ray names a worker by what it runs (`ray::process_file`, `ray::ImplicitFunc`), so a test
-    can kill exactly the process doing the work, as a crash would.
+    Ray's nodes are children of the driver that started them and its workers children of their
+    raylet, so this finds a test's own Ray and never another one on the machine.
     """
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the parent is the second field after the "(comm)" one, which may hold spaces
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def ours_titled(title: bytes) -> set[int]:
+    """This test process's descendants whose title starts with `title`: Ray names a worker by
+    what it runs (`ray::process_file`, `ray::ImplicitFunc`, `ray::ServeReplica`)."""
+    found = set()
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title):
+                found.add(pid)
+    return found
+
+
+class ProcessKiller:
+    """SIGKILLs the first of this test's processes titled `title` once `ready()` holds, as a
+    crash would: exactly the process doing the work, in the test's own Ray."""
 
     def __init__(
         self, title: bytes, ready: Callable[[], bool] = lambda: True, timeout: float = 120
@@ -100,19 +130,14 @@ class ProcessKiller:
         self.thread.join()
 
     def _hunt(self) -> None:
-        import os
-        import signal
         import time
 
         deadline = time.monotonic() + self.timeout
         while not self.killed and time.monotonic() < deadline:
             if self.ready():
-                for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                    try:
-                        if cmdline.read_bytes().startswith(self.title):
-                            os.kill(int(cmdline.parent.name), signal.SIGKILL)
-                            self.killed.append(int(cmdline.parent.name))
-                            return
-                    except (OSError, ValueError):
-                        continue
+                for pid in sorted(ours_titled(self.title)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append(pid)
+                        return
             time.sleep(0.05)

@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, ci_raw, free_port, merge
+from cluster.processes import kill, pids_mentioning
+from tests.conftest import ROOT, ci_raw, descendants, free_port, merge
 
 RELAY = [sys.executable, "-m", "jobs.cli"]
 
@@ -73,10 +75,14 @@ def test_relay_run_json_serves_a_prediction_then_leaves_nothing_running(tmp_path
     assert set(Path(tempfile.gettempdir()).glob("relay-ray-*")) <= before  # temp dir removed
 
 
-def ray_dirs_in_use() -> set[Path]:
-    """Temp dirs named on the command lines of running processes (Ray puts its session there)."""
+def ray_dirs_in_use(pids: Iterable[int] | None = None) -> set[Path]:
+    """Temp dirs named on the command lines of running processes (Ray puts its session there),
+    of `pids` only if given."""
     found = set()
+    chosen = None if pids is None else {str(pid) for pid in pids}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        if chosen is not None and cmdline.parent.name not in chosen:
+            continue
         try:
             text = cmdline.read_bytes().decode(errors="ignore")
         except OSError:
@@ -258,18 +264,12 @@ def test_resume_after_the_driver_is_killed_continues_the_same_runs(tmp_path, cap
     nothing = run([*args, "--resume"], tmp_path)
     assert nothing.returncode == 2 and "no interrupted run" in nothing.stderr
 
-    before = ray_dirs_in_use()
     driver = in_tuning(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree = descendants(driver.pid)  # its embedded Ray: nodes and workers, some in own sessions
+    (own_ray,) = ray_dirs_in_use(tree)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    time.sleep(2)
-    for orphan in ray_dirs_in_use() - before:  # Ray processes that outlived their driver
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if str(orphan) in cmdline.read_bytes().decode(errors="ignore"):
-                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
-            except (OSError, ValueError):
-                continue
+    kill([*tree, *pids_mentioning(str(own_ray))])  # what outlived the driver, and only that
     interrupted = json.loads((tmp_path / ".relay" / "runs" / "credit-ci.json").read_text())
     assert not interrupted["finished"]
 

@@ -28,7 +28,7 @@ from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
 from serving.model import Predictor
 from tests.cli_output import json_output, own_stdout
-from tests.conftest import ci_raw, free_port, merge, write_csv
+from tests.conftest import ci_raw, free_port, merge, ours_titled, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -647,24 +647,5 @@ REPLICA = "ray::ServeReplica"
 
 
 def pids(title: str) -> set[int]:
-    """Our Ray's processes whose title (Ray names workers by what they run) starts with `title`.
-
-    Only descendants of this test process: another Ray on the machine is not ours to kill.
-    """
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if cmdline.read_bytes().startswith(title.encode()) and ours(int(cmdline.parent.name)):
-                found.add(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
-
-
-def ours(pid: int) -> bool:
-    while pid > 1:
-        if pid == os.getpid():
-            return True
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent, after the (comm) field
-    return False
+    """Our Ray's processes titled `title`: another Ray on the machine is not ours to kill."""
+    return ours_titled(title.encode())
