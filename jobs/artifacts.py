@@ -27,6 +27,7 @@ class Dataset:
     meta: dict[str, Any]
     run_id: str | None = None  # the etl run that produced or reused it
     node_ids: list[str] = field(default_factory=list)  # Ray nodes its file tasks ran on
+    reused: bool = False  # published by an earlier run with the same build key: nothing was read
 
     @property
     def digest(self) -> str:

@@ -40,6 +40,7 @@ class RawFile:
     uri: str  # a local absolute path, or scheme://path for an object store
     format: str
     size: int
+    sha256: str = ""  # filled in by ETL before any row is read (jobs.etl.buildkey)
 
     @property
     def name(self) -> str:

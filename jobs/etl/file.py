@@ -22,7 +22,7 @@ from cluster.compute.runtime import node_id
 from cluster.config import ColumnType, RelayConfig, Role
 from jobs.data.rowhash import row_hash, unit_interval
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, SOURCE_COLUMN, check_rows
-from jobs.data.sources import RawFile, batches, raw_sha256
+from jobs.data.sources import RawFile, batches
 from jobs.etl import featurestats, pii
 from jobs.etl.profile import Profile
 
@@ -108,7 +108,7 @@ def process_file(
         "path": raw.uri,
         "format": raw.format,
         "bytes": raw.size,
-        "sha256": raw_sha256(raw),
+        "sha256": raw.sha256,
         "rows": part.counts["rows_in"],
     }
     part.node_id = node_id()

@@ -7,9 +7,11 @@ size. A first, cheap pass over the id column finds duplicate ids across all file
 
 The digest is a sha256 over the output schema and, per split, the row count and order-free sums
 of 128-bit row hashes: the same rows give the same digest whatever the file, batch or cluster
-layout. A published dataset lives in a folder named by its digest (re-runs reuse it):
-    <state>/datasets/<name>/<digest[:16]>/{train,val,test,rejects}/part-NNNNN.parquet
-    <state>/datasets/<name>/<digest[:16]>/dataset.json, profile.json   (not part of the digest)
+layout. The digest says nothing about roles, PII findings or which raw files the rows came
+from, so a published dataset is found by its build key (`jobs.etl.buildkey`: raw bytes, declared
+schema, ETL settings); a re-run with the same key reuses it without reading a row:
+    <state>/datasets/<name>/<key[:12]>-<digest[:12]>/{train,val,test,rejects}/part-NNNNN.parquet
+    <state>/datasets/<name>/<key[:12]>-<digest[:12]>/dataset.json, profile.json
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cluster.config import RelayConfig, Role, SyntheticSource
 from cluster.errors import ConfigError, DataQualityError
 from jobs.artifacts import META, PROFILE, Dataset
 from jobs.data.sources import RawFile, check_columns, resolve_files
-from jobs.etl import dedupe, featurestats, synthetic
+from jobs.etl import buildkey, dedupe, featurestats, synthetic
 from jobs.etl.file import REJECTS, SPLITS, FilePart, output_schema, process_file, rejects_schema
 from jobs.progress import StageRuns
 
@@ -37,11 +39,11 @@ log = logging.getLogger(__name__)
 DIGEST_FORMAT = 2
 
 
-def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
+def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
     """The stage: build (or reuse) the dataset and record it in an `etl` child run."""
     tracker = runs.tracker
     with runs.open("etl") as run_id:
-        dataset = build(cfg)
+        dataset = build(cfg, reuse=reuse)
         meta = dataset.meta
         counts = meta["counts"]
         tracker.log(
@@ -63,6 +65,9 @@ def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
                 "relay.dataset_digest": dataset.digest,
                 "relay.dataset_path": str(dataset.path),
                 "relay.node_ids": ",".join(dataset.node_ids),
+                "relay.build_key": dataset.meta["build_key"],
+                "relay.etl_reused": str(dataset.reused).lower(),
+                "mlflow.note.content": _note(dataset),
             },
         )
         tracker.log_artifact(run_id, dataset.path / META)
@@ -80,7 +85,12 @@ def run(cfg: RelayConfig, runs: StageRuns) -> Dataset:
     return dataset
 
 
-def build(cfg: RelayConfig) -> Dataset:
+def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
+    """The dataset for this config: the published one with the same build key, else a new build.
+
+    `reuse=False` (reproduce) always reads the raw files again; an identical result still
+    lands in the existing folder, a different one beside it.
+    """
     import ray
 
     state = Path(cfg.runtime.state_dir).resolve()
@@ -92,10 +102,19 @@ def build(cfg: RelayConfig) -> Dataset:
     else:
         files = resolve_files(source)
     pii_key = _pii_key(cfg)
+    files = buildkey.with_sha256(files)
+    key_input = buildkey.key_input(cfg, files, pii_key, DIGEST_FORMAT)
+    key = buildkey.build_key(key_input)
+    root = state / "datasets" / cfg.name
+    published = _published(root, key)
+    if reuse and published is not None:
+        os.utime(published / META)  # "newest dataset" means the one this run used
+        dataset = Dataset.open(published)
+        dataset.reused = True
+        return dataset
     names = [c.name for c in cfg.data.columns]
     undeclared = [check_columns(f, names, cfg.etl.unknown_columns) for f in files]
 
-    root = state / "datasets" / cfg.name
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
     for sub in (*SPLITS, REJECTS):
         (tmp / sub).mkdir(parents=True)
@@ -113,10 +132,11 @@ def build(cfg: RelayConfig) -> Dataset:
     except DataQualityError:
         tmp.rename(root / f"failed-{tmp.name.removeprefix('.tmp-')}")
         raise
-    final = root / meta["digest"][:16]
-    if final.exists():  # same content, same digest: the published copy is equivalent
+    meta.update(build_key=key, build_key_input=key_input)
+    final = root / f"{key[:12]}-{meta['digest'][:12]}"
+    if final.exists():  # same inputs, same rows: a rebuild (or a concurrent run) matched
         shutil.rmtree(tmp)
-        os.utime(final / META)  # "newest dataset" means the one this run produced
+        os.utime(final / META)
     else:
         profile = meta.pop("profile")
         (tmp / PROFILE).write_text(json.dumps(profile, indent=2, default=str))
@@ -125,6 +145,31 @@ def build(cfg: RelayConfig) -> Dataset:
     dataset = Dataset.open(final)
     dataset.node_ids = sorted({p.node_id for p in parts})
     return dataset
+
+
+def _published(root: Path, key: str) -> Path | None:
+    """The newest complete dataset folder built from exactly these inputs."""
+    found = [
+        p.parent
+        for p in root.glob(f"{key[:12]}-*/{META}")
+        if json.loads(p.read_text()).get("build_key") == key
+    ]
+    return max(found, key=lambda p: (p / META).stat().st_mtime, default=None)
+
+
+def _note(dataset: Dataset) -> str:
+    """The run's description in the MLflow UI: built or reused, and from what."""
+    counts = dataset.meta["counts"]
+    what = (
+        "Reused: raw files (sha256), declared schema and ETL settings unchanged since the "
+        "build of this folder; no row was read."
+        if dataset.reused
+        else f"Built from {len(dataset.meta['manifest'])} raw file(s)."
+    )
+    return (
+        f"{what} {counts['rows_out']} rows out, {counts['rows_rejected']} quarantined. "
+        f"Dataset {dataset.digest[:16]} at {dataset.path}."
+    )
 
 
 def summarise(

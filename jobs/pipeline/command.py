@@ -94,6 +94,8 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
         f"  dataset    {s['dataset_digest'][:16]}…  {rows.get('rows_out', 0):,} rows, "
         f"{rows.get('rows_rejected', 0):,} quarantined  ({s['dataset_path']})"
     )
+    if s.get("dataset_reused"):
+        out.print("             ETL skipped: raw files, declared schema and ETL settings unchanged")
     if "best_hyperparameters" in s:
         hp = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"

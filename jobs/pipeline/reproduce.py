@@ -54,7 +54,13 @@ def reproduce(
     differences = _input_differences(tracker, original, cfg)
     if differences:  # edited inputs: the re-run cannot match, say why now
         raise NotReproducedError(_report(run_id, differences))
-    rerun = runner.run(cfg, until="evaluate", address=address, tags={"relay.reproduces": run_id})
+    rerun = runner.run(
+        cfg,
+        until="evaluate",
+        address=address,
+        tags={"relay.reproduces": run_id},
+        reuse_dataset=False,  # rebuilt from the raw files, or the digest would prove nothing
+    )
     differences = _result_differences(recorded, rerun, tolerance)
     result = {
         "original_run_id": run_id,

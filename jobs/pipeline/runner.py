@@ -49,6 +49,7 @@ def run(
     on_summary: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
     tags: dict[str, str] | None = None,
+    reuse_dataset: bool = True,
 ) -> dict[str, Any]:
     """Run the stages up to `until`; return the summary the CLI prints.
 
@@ -57,6 +58,8 @@ def run(
     With `resume`, the interrupted run of this config continues in the same MLflow runs;
     finished stages are not repeated and Tune restores its trials from their checkpoints.
     `tags` go on the pipeline run (e.g. which run a reproduction repeats).
+    ETL reuses a dataset built from the same raw bytes, schema and settings unless
+    `reuse_dataset` is False (a reproduction reads the raw files again).
     When a promotion gate turns the model down, deploy is skipped (the champion keeps
     serving) and, once the run is recorded as finished, GateFailedError carries the summary.
     """
@@ -104,12 +107,15 @@ def run(
                 if state.done("etl"):
                     dataset = Dataset.open(Path(state.stages["etl"]["path"]))
                     dataset.run_id = state.run_id("etl")
+                    dataset.reused = state.stages["etl"].get("reused", False)
                 else:
-                    dataset = etl.run(cfg, runs)
-                    runs.finish("etl", path=str(dataset.path))
+                    dataset = etl.run(cfg, runs, reuse=reuse_dataset)
+                    runs.finish("etl", path=str(dataset.path), reused=dataset.reused)
             summary.update(
                 dataset_digest=dataset.digest,
                 dataset_path=str(dataset.path),
+                dataset_reused=dataset.reused,
+                input_columns=[c["name"] for c in dataset.meta["input_schema"]],
                 rows=dataset.meta["counts"],
                 rejects=dataset.meta["reasons"],
             )

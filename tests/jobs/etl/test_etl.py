@@ -71,7 +71,7 @@ def test_split_depends_on_id_not_on_file_layout(ray_cluster, make_config, tmp_pa
         for d in ("one", "three")
     )
     assert one.meta["reasons"] == three.meta["reasons"]
-    assert one.digest == three.digest and one.path == three.path  # layout-independent
+    assert one.digest == three.digest  # layout-independent (the folders differ: manifests do)
     for split in (*SPLITS, REJECTS):
         assert sorted(one.split(split).column("customer_id").to_pylist(), key=str) == sorted(
             three.split(split).column("customer_id").to_pylist(), key=str
