@@ -79,17 +79,39 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def default_sigint() -> None:
+    """`preexec_fn` for a child a test sends SIGINT: SIGINT back to its default action. A shell
+    starts background jobs with SIGINT ignored, children inherit that, and Python then never
+    turns SIGINT into KeyboardInterrupt: the suite must pass however it is started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def live_stats() -> dict[int, list[str]]:
+    """pid -> the /proc/<pid>/stat fields after "(comm)" (which may hold spaces): state,
+    parent, process group, session, ...; zombies left out (they hold nothing but their pid)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                found[int(stat.parent.name)] = fields
+    return found
+
+
+def in_session(sid: int) -> set[int]:
+    """The live processes of session `sid`: all that a child started with
+    `start_new_session=True` left behind, also those in process groups of their own (Serve
+    starts haproxy in one, so killing the child's group misses it)."""
+    return {pid for pid, fields in live_stats().items() if int(fields[3]) == sid}
+
+
 def descendants(root: int) -> set[int]:
     """The processes below `root` (children, theirs, ...), from /proc: what a test started.
 
     Ray's nodes are children of the driver that started them and its workers children of their
     raylet, so this finds a test's own Ray and never another one on the machine.
     """
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # the parent is the second field after the "(comm)" one, which may hold spaces
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    parents = {pid: int(fields[1]) for pid, fields in live_stats().items()}
     found: set[int] = set()
     frontier = {root}
     while frontier:

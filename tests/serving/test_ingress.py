@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from cluster.processes import kill
+from tests.conftest import ROOT, default_sigint, free_port, in_session
 from tests.jobs.cli.test_cli import RELAY, ray_dirs_in_use, write_config
 
 
@@ -60,6 +61,7 @@ def test_the_endpoint_contract_holds_under_each_ingress(tmp_path: Path, ingress:
         stderr=log,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,  # it is stopped with Ctrl-C below
     )
     try:
         summary = summary_line(process, timeout=400)
@@ -99,7 +101,8 @@ def test_the_endpoint_contract_holds_under_each_ingress(tmp_path: Path, ingress:
         try:
             code = process.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            kill(sorted(in_session(process.pid)))
             raise
     assert code == 0, (tmp_path / "relay.log").read_text()[-3000:]
     assert ray_dirs_in_use() <= before  # nothing of the run is left running
+    assert not in_session(process.pid)  # haproxy neither (its command line names no Ray dir)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from cluster.processes import kill, pids_mentioning
-from tests.conftest import ROOT, ci_raw, descendants, free_port, merge
+from tests.conftest import ROOT, ci_raw, default_sigint, descendants, free_port, merge
 
 RELAY = [sys.executable, "-m", "jobs.cli"]
 
@@ -236,7 +236,8 @@ def test_ctrl_c_during_tuning_interrupts_the_run_and_registers_nothing(tmp_path)
         train={"epochs": 6, "batch_size": 32},
     )
     args = [*RELAY, "run", str(config), "--until", "register"]
-    driver = in_tuning(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    output = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True}
+    driver = in_tuning(args, tmp_path, preexec_fn=default_sigint, **output)
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stderr[-3000:]
