@@ -1,31 +1,52 @@
-"""ETL throughput and memory: relay's stage on Ray vs the same transform in one plain process.
+"""ETL throughput and memory: relay's stage on Ray vs the same transform in plain Python.
 
 Usage: python benchmarks/etl.py --rows 5000000 [--files N]
 
-The raw files are generated once (cached under .relay/bench). Then, on the same files:
-- relay: `jobs.build` on an embedded Ray (2 CPUs): the id pass, then one streaming task
-  per file, two at a time. Memory = peak PSS summed over this process and every Ray process.
-- baseline: the same per-file pyarrow transform (`jobs.etl.file`, `jobs.etl.dedupe`) called
-  sequentially in one fresh Python process without Ray. Memory = that process's peak RSS.
-Ray start-up is timed apart (`cluster_start_s`). The last line is one JSON object.
+The raw files are generated once (cached under .relay/bench/raw). Then each side runs on the same
+files in a fresh child process of this one, one side after the other:
+- relay: `jobs.etl.stage.build` on an embedded Ray with `runtime.num_cpus` (2) CPUs: the raw
+  files' sha256, the id pass, the shard pass, then one streaming task per file.
+- pool: the same functions in the same order (`buildkey.with_sha256`, `dedupe`, `file`,
+  `stage.summarise`), mapped over a multiprocessing pool of as many processes as Ray has CPUs:
+  what Ray adds, or costs, over plain parallel Python.
+- serial: the same, file after file in the one process: what the parallelism buys.
+Seconds cover the build only; starting Ray or the pool is timed apart. Every side must publish
+the same digest and row count, or the benchmark fails.
+
+Memory is measured the same way for every side: the peak, sampled by this parent every 0.2 s,
+of the PSS summed over the child and all its descendants (for relay: GCS, raylet, agents and
+workers, all descendants of the driver). PSS and not RSS because Ray's object store and a forked
+pool's copy-on-write pages are shared between processes: summed RSS counts a shared page once
+per process that maps it, summed PSS once in all. One process's own peak RSS would miss its
+workers, and RUSAGE_CHILDREN is the largest RSS of any child this process ever waited for.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
+import multiprocessing
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# Imported before a pool forks, as plain parallel Python would (Ray's workers import on first use).
+from jobs.data.sources import RawFile, check_columns  # noqa: E402
+from jobs.etl import buildkey, dedupe, stage, synthetic  # noqa: E402
+from jobs.etl import file as etl_file  # noqa: E402
+
+SIDES = ("relay", "pool", "serial")
+SAMPLE_S = 0.2
+Starmap = Callable[[Callable[..., Any], Iterable[tuple[Any, ...]]], list[Any]]
 
 
 def bench_config(rows: int, files: int, state: Path):
@@ -64,117 +85,144 @@ def tree_pss_mb(root_pid: int) -> float:
     return total / 1024
 
 
-def run_relay(rows: int, files: int, raw_root: Path) -> dict:
+def ensure_raw(cfg: Any, raw_root: Path) -> None:
+    """Generate the raw files (with Ray, in this process) unless they are cached."""
     from cluster.compute.runtime import ray_session
-    from jobs.etl import synthetic
-    from jobs.etl.stage import build
 
-    state = Path(tempfile.mkdtemp(prefix="relay-bench-etl-"))
-    cfg = bench_config(rows, files, state)
+    if not (synthetic.folder(cfg.data.source, cfg.seed, raw_root) / "_planted.json").exists():
+        with ray_session(cfg.runtime):
+            synthetic.generate(cfg.data.source, cfg.seed, raw_root)
+
+
+def run_relay(cfg: Any, raw_root: Path) -> dict[str, Any]:
+    from cluster.compute.runtime import ray_session
+
+    state = Path(cfg.runtime.state_dir)
+    (state / "raw").symlink_to(raw_root)  # build() finds the cached files there
     started = time.perf_counter()
     with ray_session(cfg.runtime):
-        cluster_start = time.perf_counter() - started
-        synthetic.generate(cfg.data.source, cfg.seed, raw_root)  # cached after the first run
-        (state / "raw").symlink_to(raw_root)
-        peak = [0.0]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], tree_pss_mb(os.getpid()))
-                time.sleep(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        start_s = time.perf_counter() - started
         t0 = time.perf_counter()
-        dataset = build(cfg)
+        dataset = stage.build(cfg)
         seconds = time.perf_counter() - t0
-        done.set()
-        sampler.join()
-    shutil.rmtree(state, ignore_errors=True)
     return {
         "seconds": seconds,
-        "peak_mb": peak[0],
-        "cluster_start_s": cluster_start,
+        "start_s": start_s,
         "digest": dataset.digest,
         "rows_out": dataset.meta["counts"]["rows_out"],
     }
 
 
-def run_baseline(rows: int, files: int, raw_root: Path) -> dict:
-    """In this (fresh) process: the same transform, file after file, no Ray."""
+def run_plain(cfg: Any, raw_root: Path, processes: int) -> dict[str, Any]:
+    """`build`'s steps without Ray: over a pool of `processes`, or in this process (0)."""
+    started = time.perf_counter()
+    if processes:
+        pool = multiprocessing.get_context("fork").Pool(processes)
+        starmap: Starmap = pool.starmap
+    else:
+        pool, starmap = None, _serial
+    start_s = time.perf_counter() - started
+    try:
+        t0 = time.perf_counter()
+        meta = plain_build(cfg, raw_root, starmap)
+        seconds = time.perf_counter() - t0
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    return {
+        "seconds": seconds,
+        "start_s": start_s,
+        "digest": meta["digest"],
+        "rows_out": meta["counts"]["rows_out"],
+    }
 
-    from jobs.data.sources import RawFile
-    from jobs.etl import dedupe, synthetic
-    from jobs.etl import file as etl_file
 
-    cfg = bench_config(rows, files, Path(tempfile.mkdtemp(prefix="relay-bench-base-")))
-    paths = sorted(synthetic.generated_files(cfg.data.source, cfg.seed, raw_root))
-    raw = [RawFile(uri=str(p), format="csv", size=p.stat().st_size) for p in paths]
+def plain_build(cfg: Any, raw_root: Path, starmap: Starmap) -> dict[str, Any]:
+    source = cfg.data.source
+    paths = synthetic.generated_files(source, cfg.seed, raw_root)
+    files = [RawFile(uri=str(p), format=source.format, size=p.stat().st_size) for p in paths]
+    pii_key = stage._pii_key(cfg)
+    files = buildkey.with_sha256(files)
+    names = [c.name for c in cfg.data.columns]
+    undeclared = [check_columns(f, names, cfg.etl.unknown_columns) for f in files]
     out = Path(cfg.runtime.state_dir) / "out"
     for sub in (*etl_file.SPLITS, etl_file.REJECTS):
         (out / sub).mkdir(parents=True)
-    t0 = time.perf_counter()
-    shards = dedupe.shard_count(raw)
-    for i, f in enumerate(raw):
-        dedupe._write_keys(f, i, cfg, shards, str(out / "_ids"))
-    shard_dirs = [str(out / "_ids" / f"shard-{s:03d}") for s in range(shards)]
-    duplicates = dedupe.per_file([dedupe._repeats(d) for d in shard_dirs], len(raw))
-    rows_out = 0
-    for i, f in enumerate(raw):
-        part = etl_file.process_file(f, i, str(out), cfg, None, duplicates[i], [])
-        rows_out += part.counts["rows_out"]
-    seconds = time.perf_counter() - t0
-    shutil.rmtree(cfg.runtime.state_dir, ignore_errors=True)
-    return {"seconds": seconds, "rows_out": rows_out}
+    ids, shards = out / "_ids", dedupe.shard_count(files)
+    starmap(dedupe._write_keys, [(f, i, cfg, shards, str(ids)) for i, f in enumerate(files)])
+    found = starmap(dedupe._repeats, [(str(ids / f"shard-{s:03d}"),) for s in range(shards)])
+    shutil.rmtree(ids)
+    duplicates = dedupe.per_file(found, len(files))
+    parts = starmap(
+        etl_file.process_file,
+        [(f, i, str(out), cfg, pii_key, duplicates[i], undeclared[i]) for i, f in enumerate(files)],
+    )
+    return stage.summarise(cfg, parts, None)
+
+
+def _serial(function: Callable[..., Any], arguments: Iterable[tuple[Any, ...]]) -> list[Any]:
+    return [function(*args) for args in arguments]
+
+
+def measure(side: str, rows: int, files: int) -> dict[str, Any]:
+    """Run one side in a fresh child; sample its process tree's PSS until it exits."""
+    with tempfile.TemporaryFile("w+") as stdout:
+        command = [sys.executable, __file__, "--rows", str(rows), "--files", str(files)]
+        child = subprocess.Popen([*command, "--side", side], stdout=stdout)
+        peak = 0.0
+        while child.poll() is None:
+            peak = max(peak, tree_pss_mb(child.pid))
+            time.sleep(SAMPLE_S)
+        if child.returncode:
+            raise SystemExit(f"the {side} side exited {child.returncode}")
+        stdout.seek(0)
+        result = json.loads(stdout.read().strip().splitlines()[-1])
+    return {**result, "peak_pss_mb": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=0, help="default: 1 per 1.25M rows, >= 4")
-    parser.add_argument("--baseline-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # a child's one side
     args = parser.parse_args()
     files = args.files or max(4, -(-args.rows // 1_250_000))
     raw_root = (ROOT / ".relay" / "bench" / "raw").resolve()
-    if args.baseline_only:
-        print(json.dumps(run_baseline(args.rows, files, raw_root)))
+    if args.side:
+        state = Path(tempfile.mkdtemp(prefix=f"relay-bench-{args.side}-"))
+        cfg = bench_config(args.rows, files, state)
+        try:
+            if args.side == "relay":
+                result = run_relay(cfg, raw_root)
+            else:
+                processes = cfg.runtime.num_cpus if args.side == "pool" else 0
+                result = run_plain(cfg, raw_root, processes)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+        print(json.dumps(result))
         return
-    relay = run_relay(args.rows, files, raw_root)
-    child = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--rows",
-            str(args.rows),
-            "--files",
-            str(files),
-            "--baseline-only",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    baseline = json.loads(child.stdout.strip().splitlines()[-1])
-    baseline_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    assert baseline["rows_out"] == relay["rows_out"], (baseline, relay)
-    print(
-        json.dumps(
-            {
-                "rows": args.rows,
-                "files": files,
-                "relay_rows_per_s": round(args.rows / relay["seconds"]),
-                "pyarrow_rows_per_s": round(args.rows / baseline["seconds"]),
-                "ratio": round(baseline["seconds"] / relay["seconds"], 3),
-                "relay_seconds": round(relay["seconds"], 2),
-                "pyarrow_seconds": round(baseline["seconds"], 2),
-                "relay_peak_rss_mb": round(relay["peak_mb"]),
-                "pyarrow_peak_rss_mb": round(baseline_peak_mb),
-                "cluster_start_s": round(relay["cluster_start_s"], 2),
-                "digest": relay["digest"],
-            }
-        )
-    )
+    cfg = bench_config(args.rows, files, raw_root.parent / "state")
+    ensure_raw(cfg, raw_root)
+    sides = {side: measure(side, args.rows, files) for side in SIDES}
+    relay, pool, serial = sides["relay"], sides["pool"], sides["serial"]
+    if len({(result["digest"], result["rows_out"]) for result in sides.values()}) > 1:
+        raise SystemExit(f"the sides built different datasets: {sides}")
+    figures: dict[str, Any] = {"rows": args.rows, "files": files, "processes": cfg.runtime.num_cpus}
+    for side, result in sides.items():
+        figures[f"{side}_rows_per_s"] = round(args.rows / result["seconds"])
+    figures |= {
+        "speed_vs_pool": round(pool["seconds"] / relay["seconds"], 3),
+        "speed_vs_serial": round(serial["seconds"] / relay["seconds"], 3),
+        **{f"{side}_seconds": round(result["seconds"], 2) for side, result in sides.items()},
+        **{f"{side}_peak_pss_mb": round(result["peak_pss_mb"]) for side, result in sides.items()},
+        "memory_vs_pool": round(relay["peak_pss_mb"] / pool["peak_pss_mb"], 2),
+        "memory_vs_serial": round(relay["peak_pss_mb"] / serial["peak_pss_mb"], 2),
+        "ray_start_s": round(relay["start_s"], 2),
+        "pool_start_s": round(pool["start_s"], 3),
+        "digest": relay["digest"],
+    }
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
