@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError, ConfigError, TrackingSpooledError
 from cluster.redact import redacted
-from cluster.tracking import retry, spool
+from cluster.tracking import retry, spool, values
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"
@@ -63,6 +63,20 @@ def default_artifact_root(cfg: RelayConfig) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
     return None
+
+
+def unusable(uri: str, exc: BaseException) -> ClusterUnreachableError:
+    """The one-line error for a store that answered with an error, with the fix for a 401/403."""
+    hint = ""
+    if "401" in str(exc) or "403" in str(exc):
+        hint = (
+            f"; the server wants credentials: set ${CREDENTIALS_ENV} (printed by "
+            "`relay tracking up --basic-auth`) or MLFLOW_TRACKING_USERNAME/PASSWORD"
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ClusterUnreachableError(
+        f"MLflow tracking store {redacted(uri)} unusable: {redacted(first)}{hint}"
+    )
 
 
 class Tracker:
@@ -131,15 +145,7 @@ class Tracker:
         except ClusterUnreachableError:
             raise
         except Exception as exc:  # MLflow raises many types for an unreachable store
-            hint = ""
-            if "401" in str(exc) or "403" in str(exc):
-                hint = (
-                    f"; the server wants credentials: set ${CREDENTIALS_ENV} (printed by "
-                    "`relay tracking up --basic-auth`) or MLFLOW_TRACKING_USERNAME/PASSWORD"
-                )
-            raise ClusterUnreachableError(
-                f"MLflow tracking store {redacted(uri)} unusable: {redacted(str(exc))}{hint}"
-            ) from None
+            raise unusable(uri, exc) from None
         return tracker
 
     @classmethod
@@ -221,15 +227,16 @@ class Tracker:
         tags: Mapping[str, Any] | None = None,
         step: int = 0,
     ) -> None:
-        """Everything in one batched call, timestamped now (a replay keeps the timestamp)."""
+        """Everything in one batched call, timestamped now (a replay keeps the timestamp).
+        Values that are not text are written as JSON (`values.encode`)."""
         now = int(time.time() * 1000)
         self._write(
             {
                 "op": "log_batch",
                 "run_id": run_id,
                 "metrics": [[k, float(v), now, step] for k, v in (metrics or {}).items()],
-                "params": {k: str(v) for k, v in (params or {}).items()},
-                "tags": {k: str(v) for k, v in (tags or {}).items()},
+                "params": {k: values.encode(v) for k, v in (params or {}).items()},
+                "tags": {k: values.encode(v) for k, v in (tags or {}).items()},
             }
         )
 

@@ -1,6 +1,6 @@
 """The `relay` command line: the app and its command groups, one module each.
 
-Exit codes: 0 ok, 1 unexpected error, 2 invalid config, 3 data quality, 4 gate failed
+Exit codes: 0 ok, 1 unexpected error, 2 invalid config or argument, 3 data quality, 4 gate failed
 (registered as 'rejected', not promoted), 5 Ray or tracking unreachable, 6 serving failed,
 7 not reproduced, 8 submitted job failed, 130 interrupted.
 """

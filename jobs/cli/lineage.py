@@ -48,10 +48,10 @@ def _store(tracking_uri: str | None, config: Path | None) -> str:
 
 
 def _tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
-    from mlflow.tracking import MlflowClient
+    """A client on a store that exists and answers (a read never creates one)."""
+    from cluster.tracking.reader import read_client
 
-    uri = _store(tracking_uri, config)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return read_client(_store(tracking_uri, config))
 
 
 def lineage(
@@ -79,7 +79,7 @@ def lineage(
         fail(exc)
     fmt = View.json if as_json else fmt
     if fmt == "json":
-        print(json.dumps(found, default=str))
+        print(json.dumps(found))
     elif fmt == "mermaid":
         print(lineage_mod.mermaid(found))
     elif fmt == "dot":
@@ -99,7 +99,8 @@ def _print_tree(c: dict[str, Any]) -> None:
         raw.add(f"{f['path']}  {f['bytes']:,} bytes  sha256 {f['sha256'][:16]}…")
     root.add(f"ETL run {c['etl']['run_id']} → dataset {c['dataset']['digest']}")
     root.add(f"tune run {c['tune']['run_id']}: {c['tune']['trials']} trials")
-    root.add(f"best trial {c['best_trial']['run_id']}: {c['tune']['best_hyperparameters']}")
+    hp = ", ".join(f"{k}={v}" for k, v in (c["tune"]["best_hyperparameters"] or {}).items())
+    root.add(f"best trial {c['best_trial']['run_id']}: {hp}")
     metrics = ", ".join(
         f"{k} {v:.4f}"
         for k, v in sorted(c["evaluation"]["metrics"].items())
@@ -132,6 +133,7 @@ def reproduce(
 
     try:
         store = _store(tracking_uri, config)
+        _tracking_client(store, None)  # the recorded run must be there: never create a store
         result = run_reproduction(run_id, store, allow_code_change, tolerance, address)
     except RelayError as exc:
         fail(exc)
@@ -151,6 +153,7 @@ def runs(
     Example: relay runs --config configs/demo.yaml
     """
     from cluster.tracking.tracker import STAGE_TAG
+    from jobs.pipeline.lineage import iso_time, tag_of
 
     try:
         client = _tracking_client(tracking_uri, config)
@@ -168,9 +171,9 @@ def runs(
             "run_id": r.info.run_id,
             "name": r.info.run_name,
             "status": r.info.status,
-            "started": r.info.start_time,
+            "started": iso_time(r.info.start_time),
             "dataset_digest": r.data.tags.get("relay.dataset_digest", ""),
-            "model_version": r.data.tags.get("relay.model_version", ""),
+            "model_version": tag_of(r, "relay.model_version", int),
             "best": {k: v for k, v in r.data.metrics.items() if k.startswith("best_val")},
         }
         for r in found
@@ -188,7 +191,7 @@ def runs(
             row["name"],
             row["status"],
             row["dataset_digest"][:12],
-            str(row["model_version"]),
+            str(row["model_version"] or ""),
             best,
         )
     out.print(table)

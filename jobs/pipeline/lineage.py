@@ -3,18 +3,22 @@
 Targets: `models:/name@alias`, `models:/name/3`, `name/3`, a response's lineage id
 (`name/3/<request id>`), or any run id of a pipeline (the pipeline run, a stage, a trial).
 The chain is a plain dict (stable keys for `--json`), drawn as a tree or a Mermaid/DOT graph.
+Its values are typed: each tag and param read declares its type (`values.decode`), times are
+ISO-8601 (UTC). A target that names nothing in the store is a ConfigError naming what exists.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cluster.config import HYPERPARAMETERS, TrainConfig
 from cluster.errors import ConfigError
-from cluster.tracking.registry import resolve
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
+from cluster.tracking.values import decode
 
 CHAIN_KEYS = (
     "model",
@@ -27,6 +31,9 @@ CHAIN_KEYS = (
     "evaluation",
     "deployments",
 )
+# a trial's params are its hyper-parameters: the train settings declare their types
+HYPERPARAMETER_KINDS = {k: TrainConfig.model_fields[k].annotation for k in HYPERPARAMETERS}
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 
 
 def model_of(client: Any, target: str) -> tuple[str, int]:
@@ -35,9 +42,10 @@ def model_of(client: Any, target: str) -> tuple[str, int]:
         rest = target.removeprefix("models:/")
         if "@" in rest:
             name, alias = rest.split("@", 1)
-            return name, resolve(client, name, alias).version
+            return name, int(registered(client, name, alias=alias).version)
         name, _, version = rest.partition("/")
-        return name, int(version)
+        if version.isdigit():
+            return name, int(version)
     parts = target.split("/")
     if len(parts) in (2, 3) and parts[1].isdigit():  # name/version[/request id]
         return parts[0], int(parts[1])
@@ -65,6 +73,36 @@ def _model_of_run(client: Any, run_id: str) -> tuple[str, int]:
     return data.params["model_name"], int(data.params["model_version"])
 
 
+def registered(client: Any, name: str, version: int | None = None, alias: str | None = None) -> Any:
+    """Model `name`'s version `version` (or the one holding `alias`), or a ConfigError that
+    says which versions and aliases exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != NOT_FOUND:
+            raise
+        names = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
+        raise ConfigError(f"no model named {name!r} in this store; its models: {names}") from None
+    aliases = dict(model.aliases or {})
+    if alias is not None:
+        if alias not in aliases:
+            held = ", ".join(f"{a} (version {v})" for a, v in sorted(aliases.items()))
+            raise ConfigError(f"model {name} has no alias {alias!r}; its aliases: {held or 'none'}")
+        version = int(aliases[alias])
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if exc.error_code != NOT_FOUND:
+            raise
+        found = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        listed = ", ".join(map(str, found)) or "none"
+        raise ConfigError(
+            f"model {name} has no version {version}; its versions: {listed}"
+        ) from None
+
+
 def children(client: Any, parent: Any, stage: str) -> list[Any]:
     """The `stage` runs directly under `parent` (a run object)."""
     return client.search_runs(
@@ -77,7 +115,7 @@ def children(client: Any, parent: Any, stage: str) -> list[Any]:
 
 def chain(client: Any, name: str, version: int) -> dict[str, Any]:
     """What is recorded about how model `name` v`version` came to be, and where it runs."""
-    mv = client.get_model_version(name, str(version))
+    mv = registered(client, name, version)
     tags = mv.tags or {}
     pipeline = client.get_run(tags["relay.pipeline_run_id"])
     etl = client.get_run(tags["relay.etl_run_id"])
@@ -98,7 +136,7 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
             "run_id": pipeline.info.run_id,
             "status": pipeline.info.status,
             "git_commit": ptags.get("relay.git_commit"),
-            "git_dirty": ptags.get("relay.git_dirty"),
+            "git_dirty": tag_of(pipeline, "relay.git_dirty", bool),
             "git_diff_sha256": ptags.get("relay.git_diff_sha256"),
             "config_digest": ptags.get("relay.config_digest"),
             "ray_job_id": ptags.get("relay.ray_job_id"),
@@ -116,12 +154,15 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
         "dataset": {"digest": etl.data.tags.get("relay.dataset_digest")},
         "tune": {
             "run_id": tune.info.run_id,
-            "trials": tune.data.tags.get("relay.trials"),
-            "best_hyperparameters": tune.data.tags.get("relay.best_hyperparameters"),
+            "trials": tag_of(tune, "relay.trials", int),
+            "best_hyperparameters": tag_of(tune, "relay.best_hyperparameters", dict),
         },
         "best_trial": {
             "run_id": trial.info.run_id,
-            "params": dict(trial.data.params),
+            "params": {
+                k: decode(v, HYPERPARAMETER_KINDS.get(k, str), f"param {k} of run {mv.run_id}")
+                for k, v in trial.data.params.items()
+            },
             "metrics": dict(trial.data.metrics),
         },
         "evaluation": {"run_id": evaluation.info.run_id, "metrics": dict(evaluation.data.metrics)},
@@ -147,11 +188,23 @@ def _deployments(client: Any, experiment_id: str, name: str, version: int) -> li
             "stage": r.data.tags[STAGE_TAG],
             "endpoint": r.data.tags.get("relay.endpoint"),
             "action": r.data.tags.get("relay.rollout_action"),
-            "started": r.info.start_time,
+            "started": iso_time(r.info.start_time),
         }
         for r in found
         if r.data.params.get("model_name", r.data.tags.get("relay.model_name")) == name
     ]
+
+
+def tag_of(run: Any, key: str, kind: type) -> Any:
+    """A run's tag as the `kind` relay records there (None when absent)."""
+    return decode(run.data.tags.get(key), kind, f"tag {key} of run {run.info.run_id}")
+
+
+def iso_time(millis: int | None) -> str | None:
+    """An MLflow time (ms since the epoch) as ISO-8601 UTC."""
+    if millis is None:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def artifact_text(client: Any, run_id: str, path: str) -> str:

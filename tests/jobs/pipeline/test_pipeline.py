@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -335,8 +336,14 @@ def test_lineage_tree_and_dot_views_show_the_raw_files_and_unknown_formats_are_r
     for m in manifest:
         assert f"{m['bytes']:,} bytes  sha256 {m['sha256'][:16]}" in tree.output
     assert f"raw files ({len(manifest)})" in tree.output
+    hp = s["best_hyperparameters"]  # typed: `lr=0.003`, not a Python dict repr
+    assert ", ".join(f"{k}={v}" for k, v in hp.items()) in tree.output
+    assert f"{run['cfg'].tune.num_samples} trials" in tree.output
     dot = CliRunner().invoke(app, ["lineage", target, "--format", "dot", *uri])
     assert own_stdout(dot).startswith("digraph lineage {") and "raw0 -> etl;" in dot.output
+    for i, m in enumerate(manifest):
+        label = f"{Path(m['path']).name} sha256 {m['sha256'][:12]}"
+        assert f'raw{i} [label="{label}"];' in dot.output
     yaml_view = CliRunner().invoke(app, ["lineage", target, "--format", "yaml", *uri])
     assert yaml_view.exit_code == 2
     assert all(choice in yaml_view.output for choice in ("tree", "json", "mermaid", "dot"))
@@ -380,8 +387,48 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
 
     listed = json_output(CliRunner().invoke(app, ["runs", "--json", *uri]))
     mine = next(r for r in listed if r["run_id"] == s["pipeline_run_id"])
-    assert mine["status"] == "FINISHED" and mine["model_version"] == "1"
+    assert mine["status"] == "FINISHED" and mine["model_version"] == 1
     assert mine["dataset_digest"] == s["dataset_digest"] and "best_val_loss" in mine["best"]
+    started = run["client"].get_run(s["pipeline_run_id"]).info.start_time
+    assert datetime.fromisoformat(mine["started"]) == datetime.fromtimestamp(started / 1000, UTC)
+
+
+def test_lineage_json_is_typed_and_a_missing_version_or_alias_is_one_line_exit_2(run):
+    """Issue #16: tags were written with str(v), so --json held a Python dict repr and strings
+    for counts and flags; a missing version printed MLflow's traceback, an alias exited 6."""
+    from typer.testing import CliRunner
+
+    from jobs.cli.app import app
+
+    s, client = run["summary"], run["client"]
+    uri = ["--tracking-uri", s["tracking_uri"]]
+    found = CliRunner().invoke(app, ["lineage", s["pipeline_run_id"], "--json", *uri])
+    chain = json_output(found)
+    assert chain["tune"]["best_hyperparameters"] == s["best_hyperparameters"]
+    assert isinstance(chain["tune"]["best_hyperparameters"]["hidden_size"], int)
+    assert chain["tune"]["trials"] == run["cfg"].tune.num_samples  # an int, not "2"
+    assert chain["best_trial"]["params"] == s["best_hyperparameters"]  # same values, typed
+    dirty = chain["pipeline"]["git_dirty"]  # a flag, or None where the code is not in git
+    assert dirty is None if chain["pipeline"]["git_commit"] == "unknown" else type(dirty) is bool
+    deployed = chain["deployments"][0]  # the first deploy of version 1 (a rollout may follow)
+    started = client.get_run(deployed["run_id"]).info.start_time
+    assert datetime.fromisoformat(deployed["started"]) == datetime.fromtimestamp(
+        started / 1000, UTC
+    )
+    name = s["model_name"]
+    for target, expected in (
+        (f"models:/{name}/99", f"model {name} has no version 99; its versions: "),
+        (f"{name}/99/some-request", f"model {name} has no version 99; its versions: "),
+        (
+            f"models:/{name}@nosuchalias",
+            f"model {name} has no alias 'nosuchalias'; its aliases: champion (version ",
+        ),
+        ("models:/no-such-model@champion", "no model named 'no-such-model' in this store; "),
+    ):
+        missing = CliRunner().invoke(app, ["lineage", target, *uri])
+        assert missing.exit_code == 2, missing.output
+        assert f"error: {expected}" in missing.stderr and "Traceback" not in missing.output
+        assert own_stdout(missing) == ""
 
 
 def test_moving_the_alias_swaps_the_served_model_under_load(run):

@@ -55,7 +55,7 @@ def test_declared_gpu_is_placed_and_falls_back_to_cpu(tmp_path):
     tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
     runs = tracker.client.search_runs([summary["experiment_id"]])
     tune_run = next(r for r in runs if r.data.tags.get("relay.stage") == "tune")
-    assert tune_run.data.params["use_gpu"] == "True"
+    assert tune_run.data.params["use_gpu"] == "true"  # non-text values are written as JSON
     trials = [r for r in runs if r.data.tags.get("relay.stage") == "trial"]
     assert len(trials) == 2
     assert {t.data.tags["relay.gpu_ids"] for t in trials} == {"0"}
