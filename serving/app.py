@@ -35,6 +35,42 @@ DESCRIPTION = (
     "'Authorization: Bearer <token>' unless the deployment disabled auth."
 )
 bearer = HTTPBearer(auto_error=False)
+RECORD_BYTES = 64 * 1024  # request body allowance per record: far above any real record
+
+
+class ErrorBody(BaseModel):
+    """The body of a 400, 401 or 403 (a 422's detail lists the fields at fault instead)."""
+
+    detail: str = Field(description="What was wrong with the request.")
+
+
+def error_responses(auth: bool, max_bytes: int) -> dict[int | str, dict[str, Any]]:
+    """The 4xx a prediction route answers besides 422, for OpenAPI (contract tests, clients)."""
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {
+            "model": ErrorBody,
+            "description": "The body cannot be parsed (e.g. JSON that is not UTF-8).",
+        }
+    }
+    if auth:
+        errors[401] = {
+            "model": ErrorBody,
+            "description": "No bearer token: send 'Authorization: Bearer <token>'.",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        }
+        errors[403] = {
+            "model": ErrorBody,
+            "description": "A bearer token, but not this endpoint's.",
+        }
+    errors[413] = {  # answered by Starlette's body limit, before any route code runs
+        "description": f"The body is over {max_bytes} bytes.",
+        "content": {"text/plain": {"schema": {"type": "string", "example": "Content Too Large"}}},
+    }
+    return errors
+
+
+def no_credentials() -> None:
+    """The credentials dependency of an endpoint without auth: no security scheme to document."""
 
 
 class Autoscaling(BaseModel):
@@ -95,9 +131,15 @@ class Served:
         }
 
 
-def model_server(request: type[BaseModel], max_records: int) -> type:
-    """The ingress class with routes typed by `request` (a model's generated input schema)."""
+def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> type:
+    """The ingress class with routes typed by `request` (a model's generated input schema).
+
+    Bodies are capped at RECORD_BYTES per record allowed (413): without a cap, a replica was
+    still parsing a 36 MB body a minute later. `auth`: the prediction routes need the token.
+    """
     api = FastAPI(title="relay model endpoint", description=DESCRIPTION)
+    credentials_of = bearer if auth else no_credentials
+    batch_bytes = RECORD_BYTES * max_records
     api.add_exception_handler(RequestValidationError, validation_error)
 
     class BatchRequest(BaseModel):
@@ -232,11 +274,15 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
                 "max_request_records": self.args.max_request_records,
             }
 
-        @api.post("/predict")
+        @api.post(
+            "/predict",
+            responses=error_responses(auth, RECORD_BYTES),
+            max_body_size=RECORD_BYTES,
+        )
         async def predict(
             self,
             record: request,  # type: ignore[valid-type]
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+            credentials: HTTPAuthorizationCredentials | None = Depends(credentials_of),
         ) -> dict[str, Any]:
             """One record in; its prediction, the model version and a request id out."""
             self.auth.check(credentials)
@@ -246,11 +292,15 @@ def model_server(request: type[BaseModel], max_records: int) -> type:
             self._count(served, 1, began)
             return {**result, **served.info(), **_ids(served)}
 
-        @api.post("/predict/batch")
+        @api.post(
+            "/predict/batch",
+            responses=error_responses(auth, batch_bytes),
+            max_body_size=batch_bytes,
+        )
         def predict_batch(
             self,
             body: BatchRequest,
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+            credentials: HTTPAuthorizationCredentials | None = Depends(credentials_of),
         ) -> dict[str, Any]:
             """Up to `max_request_records` records in one request, predicted as one batch."""
             self.auth.check(credentials)
@@ -328,7 +378,11 @@ def build(args: dict[str, Any]) -> serve.Application:
         )
     challenger = other.version if other else None
     server = serve.deployment(
-        model_server(request_model(spec["input_schema"]), parsed.max_request_records)
+        model_server(
+            request_model(spec["input_schema"]),
+            parsed.max_request_records,
+            auth=parsed.auth == "token",
+        )
     )
     scaling: dict[str, Any] = {"num_replicas": parsed.num_replicas}
     if parsed.autoscaling:

@@ -241,6 +241,49 @@ def test_schema_endpoint_describes_the_served_model(run):
     assert "email" not in fields
 
 
+def test_openapi_documents_each_error_the_endpoint_answers(run):
+    """Issue #16: OpenAPI listed only 200 and 422. Each documented code is produced here by a
+    request, and its body checked against the schema OpenAPI gives for it."""
+    import jsonschema
+
+    s, http = run["summary"], run["http"]
+    base = s["endpoint"].removesuffix("/predict")
+    openapi = httpx.get(base + "/openapi.json", timeout=30).json()
+    assert openapi["components"]["securitySchemes"] == {
+        "HTTPBearer": {"type": "http", "scheme": "bearer"}
+    }
+    record = s["prediction"]["request"]
+    as_json = {"Content-Type": "application/json"}
+    bad = {**record, "age": 5}  # below its minimum
+    for route, body, invalid, limit in (
+        ("/predict", record, bad, 64 * 1024),
+        ("/predict/batch", {"records": [record]}, {"records": [bad]}, 64 * 1024 * 50),
+    ):  # 64 KiB per record, up to max_request_records (50) on the batch route
+        operation = openapi["paths"][route]["post"]
+        assert operation["security"] == [{"HTTPBearer": []}]
+        documented = operation["responses"]
+        assert set(documented) == {"200", "400", "401", "403", "413", "422"}
+        assert f"over {limit} bytes" in documented["413"]["description"]
+        url = base + route
+        answers = {
+            "400": http.post(url, content=b'{"age": "\xff"}', headers=as_json),  # not UTF-8
+            "401": httpx.post(url, json=body, timeout=30),
+            "403": httpx.post(url, json=body, timeout=30, headers={"Authorization": "Bearer x"}),
+            "413": http.post(url, content=b" " * (limit + 1), headers=as_json),
+            "422": http.post(url, json=invalid),
+        }
+        for code, answer in answers.items():
+            assert answer.status_code == int(code), (route, code, answer.text)
+            (media,) = documented[code]["content"]
+            assert answer.headers["content-type"].split(";")[0] == media, (route, code)
+            schema = {**documented[code]["content"][media]["schema"], **openapi}
+            jsonschema.validate(
+                answer.json() if media == "application/json" else answer.text, schema
+            )
+        assert answers["401"].headers["www-authenticate"] == "Bearer"
+        assert "WWW-Authenticate" in documented["401"]["headers"]
+
+
 def test_tampered_artifact_is_refused(run):
     s, client = run["summary"], run["client"]
     ref = resolve(client, s["model_name"], "champion")
