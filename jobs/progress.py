@@ -1,8 +1,10 @@
 """What an interrupted pipeline had done, so `relay run --resume` continues the same runs.
 
 One small JSON file per pipeline name in the state folder, rewritten (atomically) after
-each step. Resuming reuses the pipeline, ETL and tune runs and Tune's own experiment folder,
-so a resumed run leaves no duplicate MLflow runs and no duplicate model version.
+each step. Resuming reuses every stage's MLflow run and Tune's own experiment folder;
+finished stages are restored from what they recorded, and an interrupted register applies
+the gate decision it had recorded and finds the version it had created. So a resumed run
+leaves no duplicate MLflow runs, no re-logged metrics and no duplicate model version.
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class StageRuns:
             save(self.cfg, self.progress)
             yield run_id
 
-    def finish(self, stage: str, **outputs: Any) -> None:
-        self.progress.stages.setdefault(stage, {}).update(done=True, **outputs)
+    def record(self, stage: str, **outputs: Any) -> None:
+        """Keep what an unfinished stage has decided, so its resume does not decide again."""
+        self.progress.stages.setdefault(stage, {}).update(**outputs)
         save(self.cfg, self.progress)
+
+    def recorded(self, stage: str) -> dict[str, Any]:
+        return self.progress.stages.get(stage, {})
+
+    def finish(self, stage: str, **outputs: Any) -> None:
+        self.record(stage, done=True, **outputs)

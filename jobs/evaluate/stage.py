@@ -55,12 +55,26 @@ def load_checkpoint(location: str) -> dict[str, Any]:
         return read_checkpoint(handle.read())
 
 
+def restore(
+    cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, recorded: dict[str, Any]
+) -> Evaluation:
+    """A finished evaluation, on resume: the same model and its recorded metrics, not re-scored."""
+    evaluation = _model(cfg, dataset, outcome, recorded["run_id"])
+    evaluation.metrics, evaluation.groups = recorded["metrics"], recorded["groups"]
+    return evaluation
+
+
+def _model(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, run_id: str) -> Evaluation:
+    state = load_checkpoint(outcome.checkpoint_path)
+    spec = model_spec(cfg, dataset, outcome)
+    return Evaluation(run_id=run_id, metrics={}, spec=spec, state_dict=state["model"])
+
+
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:
     tracker = runs.tracker
     with runs.open("evaluate") as run_id:
-        state = load_checkpoint(outcome.checkpoint_path)
-        spec = model_spec(cfg, dataset, outcome)
-        evaluation = Evaluation(run_id=run_id, metrics={}, spec=spec, state_dict=state["model"])
+        evaluation = _model(cfg, dataset, outcome, run_id)
+        spec = evaluation.spec
         test = dataset.split("test")
         output = evaluation.predictor().predict_table(test)
         truth = true_values(spec, test)

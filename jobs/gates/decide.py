@@ -8,7 +8,7 @@ the drift baseline. Nothing here moves an alias: `jobs.register` applies the dec
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from cluster.config import PRIMARY_METRIC, TASK_METRICS, RelayConfig, Role
@@ -40,6 +40,21 @@ class Decision:
     @property
     def failed(self) -> list[GateResult]:
         return [r for r in self.results if not r.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "results": [r.as_dict() for r in self.results],
+            "champion": asdict(self.champion) if self.champion else None,
+        }
+
+    @classmethod
+    def from_dict(cls, recorded: dict[str, Any]) -> Decision:
+        """A decision recorded before an interrupt: a resumed register applies it unchanged."""
+        champion = recorded["champion"]
+        return cls(
+            results=[GateResult(**r) for r in recorded["results"]],
+            champion=ModelRef(**champion) if champion else None,
+        )
 
 
 def decide(cfg: RelayConfig, client: Any, dataset: Dataset, evaluation: Evaluation) -> Decision:

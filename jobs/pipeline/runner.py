@@ -57,6 +57,8 @@ def run(
     Ctrl-C (the local cluster lives only as long as this process) after `on_summary`.
     With `resume`, the interrupted run of this config continues in the same MLflow runs;
     finished stages are not repeated and Tune restores its trials from their checkpoints.
+    Deploy (and its sample prediction) always runs again: the interrupted process's endpoint
+    is gone with it.
     `tags` go on the pipeline run (e.g. which run a reproduction repeats).
     ETL reuses a dataset built from the same raw bytes, schema and settings unless
     `reuse_dataset` is False (a reproduction reads the raw files again).
@@ -135,8 +137,14 @@ def run(
                 )
             if "evaluate" in wanted:
                 with stage("evaluate"):
-                    evaluation = evaluate.run(cfg, runs, dataset, outcome)
-                    runs.finish("evaluate")
+                    if state.done("evaluate"):
+                        recorded = runs.recorded("evaluate")
+                        evaluation = evaluate.restore(cfg, dataset, outcome, recorded)
+                    else:
+                        evaluation = evaluate.run(cfg, runs, dataset, outcome)
+                        runs.finish(
+                            "evaluate", metrics=evaluation.metrics, groups=evaluation.groups
+                        )
                 summary["test_metrics"] = evaluation.metrics
             if "register" in wanted:
                 with stage("register"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.tracking.bundle import write_bundle
@@ -46,7 +47,12 @@ def run(
                     name, description=f"Registered by relay pipeline '{cfg.name}'."
                 )
             )
-        decision = tracker.online(lambda: decide.decide(cfg, client, dataset, evaluation))
+        recorded = runs.recorded("register").get("decision")
+        if recorded:  # resumed: the champion may already be this run's own version
+            decision = decide.Decision.from_dict(recorded)
+        else:
+            decision = tracker.online(lambda: decide.decide(cfg, client, dataset, evaluation))
+            runs.record("register", decision=decision.as_dict())
         champion = decision.champion.version if decision.champion else None
         lineage = {
             SHA_TAG: sha,
@@ -59,14 +65,16 @@ def run(
             **{f"relay.{k}": f"{v:.6g}" for k, v in evaluation.metrics.items()},
             **gate_tags(decision),
         }
-        mv = tracker.online(
-            lambda: client.create_model_version(
-                name,
-                source=f"runs:/{outcome.best_run_id}/{BUNDLE_PATH}",
-                run_id=outcome.best_run_id,
-                tags=lineage,
+        mv = tracker.online(lambda: created_by(client, name, run_id)) if recorded else None
+        if mv is None:
+            mv = tracker.online(
+                lambda: client.create_model_version(
+                    name,
+                    source=f"runs:/{outcome.best_run_id}/{BUNDLE_PATH}",
+                    run_id=outcome.best_run_id,
+                    tags=lineage,
+                )
             )
-        )
         alias = cfg.serve.alias if decision.promoted else REJECTED
         if decision.promoted and champion is not None:
             tracker.online(lambda: client.set_registered_model_alias(name, PREVIOUS, str(champion)))
@@ -113,6 +121,14 @@ def run(
         alias=alias,
         promoted=decision.promoted,
         gates=gates,
+    )
+
+
+def created_by(client: Any, name: str, register_run_id: str) -> Any | None:
+    """The version an interrupted register run had already created, if it got that far."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return next(
+        (v for v in versions if v.tags.get("relay.register_run_id") == register_run_id), None
     )
 
 
