@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +63,19 @@ def quiet_environment() -> None:
     use_credentials_file()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def sigterm_interrupts() -> None:
+    """SIGTERM (Kubernetes, systemd, Docker, `ray job stop`) stops relay the way Ctrl-C does:
+    KeyboardInterrupt in the main thread, so runs end FAILED, the endpoint and Ray are torn
+    down and the exit code is the interrupted one. Python allows handlers in the main thread only.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 @contextmanager
 def ray_session(
     cfg: RuntimeConfig, address: str | None = None, serve: ServeConfig | None = None
@@ -69,7 +84,8 @@ def ray_session(
 
     The Ray this call starts gets `serve`'s flags (`serve_flags`) in its environment. An
     already running one (a cluster, a test fixture, a notebook, a Ray job driver) is reused as
-    is: its flags are those of the environment it was started with.
+    is: its flags are those of the environment it was started with. While connected, SIGTERM
+    interrupts like Ctrl-C (`sigterm_interrupts`); the caller's handler is back afterwards.
     """
     import ray
 
@@ -78,6 +94,7 @@ def ray_session(
         yield _info(ray, embedded=False)
         return
     target = resolve_address(cfg, address)
+    caller = signal.getsignal(signal.SIGTERM)
     temp_dir = None
     saved: dict[str, str | None] = {}
     try:
@@ -109,10 +126,16 @@ def ray_session(
             f"could not connect to Ray at {target!r}: {exc}. Check the address (ray://, "
             "host:port or 'auto'), that the cluster is up, and RAY_AUTH_TOKEN if it uses token auth"
         ) from None
+    # ray.init replaced SIGTERM's handler: the core worker's C++ failure handler prints a native
+    # stack dump, then Ray's Python one raises SystemExit(15), which skips the endpoint's
+    # teardown and the `except KeyboardInterrupt` paths (`relay run --serve` then aborted).
+    sigterm_interrupts()
     try:
         yield _info(ray, embedded=target is None)
     finally:
         ray.shutdown()
+        if caller is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, caller)
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
         for key, value in saved.items():  # the next session starts from the user's own

@@ -78,13 +78,16 @@ def up(
     if basic_auth:
         record["credentials"] = str(root / CREDENTIALS)
     deadline = time.monotonic() + 90
-    while not _healthy(uri):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_groups([process.pid])
-            raise ClusterUnreachableError(
-                f"mlflow server did not start on {uri} (port taken?); see {record['log']}"
-            )
-        time.sleep(0.3)
+    try:
+        while not _healthy(uri):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ClusterUnreachableError(
+                    f"mlflow server did not start on {uri} (port taken?); see {record['log']}"
+                )
+            time.sleep(0.3)
+    except BaseException:  # a Ctrl-C or SIGTERM too: no server left running without a record
+        stop_groups([process.pid])
+        raise
     (root / RECORD).write_text(json.dumps(record))
     return record
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 unexpected error, 2 invalid config or argument, 3 data quality, 4 gate failed
 (registered as 'rejected', not promoted), 5 Ray or tracking unreachable, 6 serving failed,
-7 not reproduced, 8 submitted job failed, 130 interrupted.
+7 not reproduced, 8 submitted job failed, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -49,4 +49,7 @@ app.add_typer(data.data_app, name="data")
 
 
 def main() -> None:
+    from cluster.compute.runtime import sigterm_interrupts
+
+    sigterm_interrupts()  # Kubernetes, systemd and Docker stop a command as Ctrl-C would
     app(prog_name="relay")
