@@ -134,6 +134,9 @@ def loop(
             **metrics,
             "epoch_seconds": seconds,
             "epoch": epoch + 1,
+            # the checkpoint's epoch this process began from (0: from scratch), in the trial's
+            # own words: the driver records it as where a restarted trial resumed
+            "restored_epoch": start_epoch,
             "trial_seconds": busy,
             "device": str(ex.device),
             "gpu_ids": ex.gpu_ids,

@@ -96,12 +96,14 @@ class TrialRuns(Callback):
         }
         tags = {}
         if self._logged[run_id] == 0 or run_id in self._recovered:
-            self._recovered.discard(run_id)
             tags = {
                 "relay.device": result.get("device", ""),
                 "relay.gpu_ids": result.get("gpu_ids", ""),
                 "relay.node_id": result.get("node_id", ""),
             }
+            if run_id in self._recovered:  # what the restarted trial loaded, not what we hoped
+                tags["relay.resumed_from_epoch"] = int(result.get("restored_epoch", 0))
+            self._recovered.discard(run_id)
         self.tracker.log(run_id, metrics=metrics, tags=tags, step=epoch)
         self._logged[run_id] = epoch
 
@@ -111,7 +113,8 @@ class TrialRuns(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts a failed trial (a lost node, a crash) from its last checkpoint: the run
-        records how often, where it failed and the epoch it resumes from."""
+        records how often and where it failed; its next result, the node it moved to and the
+        epoch its checkpoint restored."""
         last = trial.last_result or {}
         run_id = self.run_for(trial)
         self.tracker.log(
@@ -119,10 +122,9 @@ class TrialRuns(Callback):
             tags={
                 "relay.trial_failures": trial.num_failures,
                 "relay.failed_on_node": last.get("node_id", ""),
-                "relay.resumed_from_epoch": int(last.get("epoch", 0)),
             },
         )
-        self._recovered.add(run_id)  # its next result names the node it moved to
+        self._recovered.add(run_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, "failed", int((trial.last_result or {}).get("epoch", 0)))
