@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -98,8 +100,14 @@ def test_user_files_with_hashed_pii_and_reject_rate_gate(
     assert dataset.meta["counts"]["rows_rejected"] == 0
     names = [Path(m["path"]).name for m in dataset.meta["manifest"]]
     assert names == ["a.csv", "b.jsonl", "c.parquet"]
-    emails = dataset.split("train").column("email").to_pylist()
-    assert all(e is None or (len(e) == 64 and "@" not in e) for e in emails)
+    # each email is HMAC-SHA256 under the key: not any 64 hex digits, not a bare (reversible) sha
+    raw_emails = dict(zip(good["customer_id"].to_pylist(), good["email"].to_pylist(), strict=True))
+    train = dataset.split("train").select(["customer_id", "email"]).to_pylist()
+    assert any(r["email"] for r in train)
+    for row in train:
+        plain = raw_emails[row["customer_id"]]
+        expected = hmac.new(b"test-secret-key", str(plain).encode(), hashlib.sha256).hexdigest()
+        assert row["email"] == (None if plain is None else expected)
 
     fresh, _ = make_rows(1000, 1050, seed=2, bad_row_rate=0.0)
     bad = [dict(r, age="old") for r in fresh.to_pylist()]
