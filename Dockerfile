@@ -1,8 +1,10 @@
 # relay's image, used by every pod in k8s/ (Ray head and workers, the MLflow server).
-#   CPU: docker build -t ghcr.io/relay/relay:0.1.0 .
-#   GPU: docker build -t ghcr.io/relay/relay:0.1.0-gpu \
+#   CPU: docker build $(relay k8s build-args) -t ghcr.io/relay/relay:0.1.0 .
+#   GPU: docker build $(relay k8s build-args) -t ghcr.io/relay/relay:0.1.0-gpu \
 #          --build-arg BASE=rayproject/ray:2.58.0-py311-gpu \
 #          --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+# `relay k8s build-args` passes the checkout's git commit, dirty flag and diff hash (the image
+# has no .git): every run in a pod records them and `relay reproduce` can check them.
 # The Ray version must stay the one relay pins (2.58.0) and the manifests' rayVersion.
 ARG BASE=rayproject/ray:2.58.0-py311
 FROM ${BASE}
@@ -18,6 +20,15 @@ COPY --chown=1000:100 jobs jobs
 # then relay with every pin; the MLflow server also needs basic-auth and the PostgreSQL driver.
 RUN pip install --no-cache-dir "torch==2.13.0" --index-url "${TORCH_INDEX}" \
  && pip install --no-cache-dir -c constraints.txt . "Flask-WTF==1.3.0" "psycopg2-binary==2.9.13"
+
+# Last, so a new commit rebuilds only this layer. Unset: runs record commit "unknown".
+ARG RELAY_GIT_COMMIT=unknown
+ARG RELAY_GIT_DIRTY=
+ARG RELAY_GIT_DIFF_SHA256=
+ENV RELAY_GIT_COMMIT=${RELAY_GIT_COMMIT} \
+    RELAY_GIT_DIRTY=${RELAY_GIT_DIRTY} \
+    RELAY_GIT_DIFF_SHA256=${RELAY_GIT_DIFF_SHA256}
+LABEL org.opencontainers.image.revision=${RELAY_GIT_COMMIT}
 
 # The ray user of the base image (uid 1000, gid 100): the manifests run pods as it, non-root.
 USER 1000:100

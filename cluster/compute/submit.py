@@ -2,7 +2,8 @@
 
 The entrypoint is the same `python -m jobs.pipeline --config ...` a user can pass to
 `ray job submit` by hand; relay adds the working dir (the project, minus state, data and venv
-folders), the tracking URI and a submission id the pipeline records as lineage.
+folders), the tracking URI, the project's git commit, dirty flag and diff hash, and a
+submission id, which the pipeline records as lineage.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from cluster.compute import localcluster
 from cluster.errors import ClusterUnreachableError, ConfigError, JobFailedError, RelayError
-from cluster.tracking.tracker import CREDENTIALS_ENV
+from cluster.tracking.tracker import CREDENTIALS_ENV, code_env
 
 # Never uploaded: state (datasets, stores, checkpoints), raw data, environments, caches.
 EXCLUDES = [
@@ -131,6 +132,7 @@ def submit(
         ) from None
     submission_id = f"relay-{uuid.uuid4().hex[:12]}"
     env = {SUBMISSION_ENV: submission_id, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.update(code_env(project))  # `.git` is not uploaded: the job records this commit
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if credentials_file:

@@ -329,8 +329,22 @@ class Tracker:
         return retry.retry(call, self.retry_seconds, self.uri)
 
 
+# The code's git facts, for code that runs without its .git (a submitted job's working dir, an
+# image): the submitter or the image build passes them; provenance_tags records them.
+CODE_ENV = {
+    "relay.git_commit": "RELAY_GIT_COMMIT",
+    "relay.git_dirty": "RELAY_GIT_DIRTY",
+    "relay.git_diff_sha256": "RELAY_GIT_DIFF_SHA256",
+}
+
+
 def provenance_tags() -> dict[str, str]:
-    """Where the code came from and what it ran on; a missing git repo is recorded, not fatal."""
+    """Where the code came from and what it ran on; a missing git repo is recorded, not fatal.
+
+    The commit passed in CODE_ENV wins over git in the working dir: it describes the code that
+    was uploaded or baked in, while git there finds nothing (`.git` is not uploaded) or, in an
+    enclosing folder, another checkout.
+    """
     import mlflow
     import pyarrow
     import ray
@@ -344,27 +358,39 @@ def provenance_tags() -> dict[str, str]:
         "relay.mlflow_version": mlflow.__version__,
         "relay.pyarrow_version": pyarrow.__version__,
     }
+    passed = {tag: os.environ[env] for tag, env in CODE_ENV.items() if os.environ.get(env)}
+    if passed.get("relay.git_commit", "unknown") != "unknown":
+        code = {**passed, "relay.git_source": "environment"}
+    else:
+        code = git_tags(Path.cwd()) or {"relay.git_commit": "unknown"}
+    if code["relay.git_commit"] != "unknown":
+        code["mlflow.source.git.commit"] = code["relay.git_commit"]
+    return {**tags, **code}
+
+
+def git_tags(folder: Path) -> dict[str, str]:
+    """The commit, dirty flag and (when dirty) diff hash of the checkout at `folder`; {} when
+    it is none. `code_env` carries them to where the code runs without its `.git`."""
     try:
-        commit = _git("rev-parse", "HEAD")
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-        tags.update(
-            {
-                "mlflow.source.git.commit": commit,
-                "relay.git_commit": commit,
-                "relay.git_dirty": str(dirty).lower(),
-            }
-        )
+        commit = _git(folder, "rev-parse", "HEAD")
+        dirty = bool(_git(folder, "status", "--porcelain", "--untracked-files=no"))
+        tags = {"relay.git_commit": commit, "relay.git_dirty": str(dirty).lower()}
         if dirty:  # which uncommitted changes: two runs with the same hash ran the same code
-            diff = _git("diff", "HEAD", "--binary")
+            diff = _git(folder, "diff", "HEAD", "--binary")
             tags["relay.git_diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
     except (OSError, subprocess.CalledProcessError):
-        tags["relay.git_commit"] = "unknown"
+        return {}
     return tags
 
 
-def _git(*args: str) -> str:
+def code_env(folder: Path) -> dict[str, str]:
+    """`git_tags(folder)` as the CODE_ENV variables provenance_tags reads."""
+    return {CODE_ENV[tag]: value for tag, value in git_tags(folder).items()}
+
+
+def _git(folder: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], check=True, capture_output=True, text=True, timeout=10
+        ["git", "-C", str(folder), *args], check=True, capture_output=True, text=True, timeout=10
     ).stdout.strip()
 
 

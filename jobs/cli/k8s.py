@@ -61,3 +61,20 @@ def k8s_validate(
         f"{path}: {len(objects)} objects valid (Kubernetes {K8S_VERSION} strict, KubeRay "
         "v1.7.0 CRDs with CEL rules, KubeRay runtime rules, relay policy)"
     )
+
+
+@k8s_app.command("build-args")
+def k8s_build_args(
+    project: Annotated[Path, typer.Option(help="The checkout the image is built from")] = Path("."),
+) -> None:
+    """Print `docker build` flags that bake this checkout's git commit, dirty flag and diff hash
+    into the image, which has no .git: runs in its pods record them.
+
+    Example: docker build $(relay k8s build-args) -t ghcr.io/relay/relay:0.1.0 .
+    """
+    from cluster.tracking.tracker import code_env
+
+    env = code_env(project.resolve())
+    if not env:
+        fail(ConfigError(f"{project} is not a git checkout with a commit: build from one"))
+    print(" ".join(f"--build-arg {name}={value}" for name, value in env.items()))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -147,13 +149,34 @@ def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatc
     assert "refused the token" in refused.output
 
 
-def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
-    cluster, ray_cluster, make_config
-):
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean git checkout of this tree's files as they are now (tracked and new ones): the
+    project a user submits from. Its own commit, so a dirty development tree does not matter."""
+    folder = tmp_path_factory.mktemp("checkout")
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():  # not one deleted in the working tree
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    git = ["git", "-C", str(folder), "-c", "user.name=relay", "-c", "user.email=relay@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "checkout"]):
+        subprocess.run([*git, *args], check=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def submitted(cluster, checkout) -> dict[str, Any]:
+    """`relay submit` of configs/ci.yaml from the clean checkout: the job and its pipeline run."""
     from mlflow.tracking import MlflowClient
 
     state, uri = cluster["state"], cluster["tracking"]
-    args = ["submit", str(CI_CONFIG), "--state-dir", state, "--project", str(ROOT)]
+    config = str(checkout / "configs" / "ci.yaml")
+    args = ["submit", config, "--state-dir", state, "--project", str(checkout)]
     # Trials long enough (~5 s of epochs) that the second starts before the first ends: with
     # re-used trial actors, ci.yaml's 1-second trials can all run on the first node's actor.
     for override in ("train.batch_size=16", "train.epochs=10", "tune.scheduler=fifo"):
@@ -162,19 +185,28 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
     assert result.exit_code == 0, result.output[-3000:]
     job = json_output(result, last_line=True)
     assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
-    from cluster.compute.submit import Target
-
-    info = Target.resolve(None, state).client().get_job_info(job["submission_id"])
-    password = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")[2]
-    assert info.runtime_env["env_vars"][CREDENTIALS_ENV] == cluster["server"]["credentials"]
-    assert password not in json.dumps(info.runtime_env)  # a path travels, not the password
-
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("credit-ci")
     (pipeline,) = client.search_runs(
         [experiment.experiment_id],
         filter_string=f"tags.`relay.ray_submission_id` = '{job['submission_id']}'",
     )
+    return {"job": job, "client": client, "experiment": experiment, "pipeline": pipeline}
+
+
+def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
+    cluster, submitted, ray_cluster, make_config
+):
+    from cluster.compute.submit import Target
+
+    state, uri, job = cluster["state"], cluster["tracking"], submitted["job"]
+    info = Target.resolve(None, state).client().get_job_info(job["submission_id"])
+    password = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")[2]
+    assert info.runtime_env["env_vars"][CREDENTIALS_ENV] == cluster["server"]["credentials"]
+    assert password not in json.dumps(info.runtime_env)  # a path travels, not the password
+
+    client, experiment = submitted["client"], submitted["experiment"]
+    pipeline = submitted["pipeline"]
     assert pipeline.info.status == "FINISHED"
     assert pipeline.data.tags["relay.ray_job_id"]
     assert pipeline.data.tags["relay.ray_embedded"] == "false"
@@ -201,6 +233,36 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
     assert set(chain["etl"]["node_ids"]) == nodes
     assert chain["dataset"]["digest"] == single.digest
     assert len(chain["raw_files"]) == 2 and all(len(f["sha256"]) == 64 for f in chain["raw_files"])
+
+
+def test_a_run_submitted_from_a_clean_checkout_records_its_commit_and_reproduces(
+    cluster, submitted, checkout, ray_cluster, monkeypatch
+):
+    """`.git` is not uploaded: the submitter passes the commit, and `relay reproduce` (which
+    refused a commit "unknown") re-runs the submitted pipeline from the same checkout."""
+    from cluster.compute.submit import Target
+
+    head = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    job = submitted["job"]
+    info = Target.resolve(None, cluster["state"]).client().get_job_info(job["submission_id"])
+    assert info.runtime_env["env_vars"]["RELAY_GIT_COMMIT"] == head
+    tags = submitted["pipeline"].data.tags
+    assert tags["relay.git_commit"] == tags["mlflow.source.git.commit"] == head
+    assert tags["relay.git_dirty"] == "false" and "relay.git_diff_sha256" not in tags
+    assert tags["relay.git_source"] == "environment"
+
+    monkeypatch.chdir(checkout)  # the code check compares with the checkout reproduce runs in
+    run_id, uri = submitted["pipeline"].info.run_id, cluster["tracking"]
+    result = CliRunner().invoke(app, ["reproduce", run_id, "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output[-3000:]
+    reproduced = json_output(result, last_line=True)
+    assert reproduced["reproduced"] and reproduced["warnings"] == []
+    assert reproduced["dataset_digest"] == tags["relay.dataset_digest"]
 
 
 def test_cluster_down_leaves_no_process_behind(cluster):
