@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -16,7 +17,7 @@ from cluster.errors import ConfigError
 from cluster.tracking.tracker import Tracker
 from jobs.pipeline import runner
 from jobs.tune.stage import DDP_DRIVER_RESOURCES, trial_resources, trial_slots, use_gpu
-from tests.conftest import ROOT, ProcessKiller, ci_raw, merge
+from tests.conftest import ROOT, ProcessKiller, ci_raw, merge, write_csv
 from tests.jobs.train.undisturbed import undisturbed
 
 
@@ -77,9 +78,40 @@ def test_same_config_and_data_give_the_same_best_trial(ray_cluster, make_config)
         assert second["best_val"][key] == pytest.approx(value, abs=1e-6)
 
 
+def write_with_signal(raw: Path, task: str, rows: int = 8000) -> None:
+    """The synthetic rows, with home_ownership (multiclass) or loan_amount (regression) made a
+    noisy function of age, late_payments and region: a label a model can learn."""
+    from jobs.etl.synthetic import HOMES, make_rows
+
+    rng = np.random.default_rng(5)
+    raw.mkdir()
+    for part, (low, high) in enumerate([(0, rows // 2), (rows // 2, rows)]):
+        records = make_rows(low, high, seed=part, bad_row_rate=0.0)[0].to_pylist()
+        for r in records:
+            age, late, north = int(r["age"]), int(r["late_payments"]), r["region"] == "north"
+            if task == "multiclass":
+                home = (
+                    "own"
+                    if age >= 50
+                    else "mortgage"
+                    if r["region"] in ("north", "east")
+                    else "rent"
+                )
+                r["home_ownership"] = home if rng.random() > 0.1 else str(rng.choice(HOMES))
+            else:
+                loan = 2000 + 800 * age + 5000 * late + 20000 * north + rng.normal(0, 3000)
+                r["loan_amount"] = f"{min(max(loan, 100.0), 1_000_000.0):.2f}"
+        write_csv(raw / f"part-{part}.csv", records)
+
+
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path):
-    """Regression also keeps its checkpoints under a storage URI (file:// stands in for s3://)."""
+    """A label with signal, and a bound only a model that learned it reaches: above the
+    majority class's accuracy, or an R^2 well above the mean predictor's 0.
+
+    Regression also keeps its checkpoints under a storage URI (file:// stands in for s3://).
+    """
+    write_with_signal(tmp_path / "raw", task)
     raw_columns = ci_raw()["data"]["columns"]
     columns = []
     for column in raw_columns:
@@ -98,15 +130,26 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path
     base = ci_raw()
     if task == "regression":
         base["gates"]["model"]["min"] = {"test_r2": 0.0}  # ci.yaml's floor is a classifier's
-    cfg = make_config(base=base, data={"columns": columns}, model=model, tune=tune_cfg)
+    cfg = make_config(
+        source={"kind": "files", "path": str(tmp_path / "raw")},
+        base=base,
+        data={"columns": columns},
+        model=model,
+        tune=tune_cfg,
+    )
     summary = runner.run(cfg, until="evaluate")
     metrics = summary["test_metrics"]
+    test = pq.read_table(Path(summary["dataset_path"]) / "test")
     if task == "multiclass":
         assert set(metrics) >= {"test_accuracy", "test_log_loss"}
-        assert 0.2 < metrics["test_accuracy"] <= 1.0
+        labels = test.column("home_ownership").to_pylist()
+        majority = max(labels.count(c) for c in set(labels)) / len(labels)  # ~0.4 here
+        assert metrics["test_accuracy"] > majority + 0.2, (metrics, majority)
     else:
         assert set(metrics) >= {"test_rmse", "test_mae", "test_r2"}
-        assert np.isfinite(metrics["test_rmse"]) and metrics["test_rmse"] > 0
+        truth = np.asarray(test.column("loan_amount").to_pylist(), dtype=float)
+        mean_rmse = float(np.sqrt(np.mean((truth - truth.mean()) ** 2)))  # the mean predictor's
+        assert metrics["test_r2"] > 0.5 and metrics["test_rmse"] < 0.7 * mean_rmse, metrics
         assert list((tmp_path / "checkpoints").glob("*/trial_*/checkpoint_*/checkpoint.pt"))
 
 
