@@ -240,6 +240,12 @@ def test_ddp_trials_run_torchtrainer_workers_over_ray_data(ray_cluster, make_con
 
 
 def test_optuna_search_samples_the_configured_space(ray_cluster, make_config):
+    """Optuna ran: Tune saved its searcher's study, a TPE study whose trials are exactly the
+    trials relay logged, told each trial's final val_loss (random search saves no study)."""
+    import pickle
+
+    import optuna
+
     cfg = make_config(tune={"search": "optuna", "num_samples": 3, "scheduler": "fifo"})
     summary = runner.run(cfg, until="tune")
     tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
@@ -250,3 +256,14 @@ def test_optuna_search_samples_the_configured_space(ray_cluster, make_config):
         assert 0.001 <= float(t.data.params["lr"]) <= 0.03
         assert t.data.params["hidden_size"] in {"32", "64"}
     assert summary["best_hyperparameters"]["depth"] in {1, 2}
+
+    (state,) = (Path(cfg.runtime.state_dir) / "tune").glob(f"{cfg.name}-*/searcher-state-*.pkl")
+    study = pickle.loads(state.read_bytes())["_ot_study"]
+    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    space = list(cfg.tune.search_space)
+    sampled = sorted(tuple(float(t.params[k]) for k in space) for t in study.trials)
+    logged = sorted(tuple(float(r.data.params[k]) for k in space) for r in trials)
+    assert sampled == logged
+    told = sorted(t.value for t in study.trials)
+    assert told == pytest.approx(sorted(r.data.metrics["val_loss"] for r in trials))
