@@ -19,6 +19,7 @@ import yaml
 
 from cluster.compute.runtime import RayInfo, ray_session
 from cluster.compute.submit import SUBMISSION_ENV
+from cluster.compute.workingdir import refuse_ephemeral_state
 from cluster.config import RelayConfig
 from cluster.errors import GateFailedError
 from cluster.redact import redacted
@@ -80,6 +81,7 @@ def run(
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
+    refuse_ephemeral_state(cfg)  # a Ray job's working dir goes with the cluster
     ensure_writable(cfg.runtime.state_dir, "runtime.state_dir")
     if cfg.tune.storage_path and "://" not in cfg.tune.storage_path:
         ensure_writable(cfg.tune.storage_path, "tune.storage_path")

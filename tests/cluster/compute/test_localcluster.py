@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,9 +37,30 @@ from tests.conftest import CI_CONFIG, ROOT, free_port
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Head + 1 worker (1 CPU each) and a tracking server; stopped by PID even on failure."""
-    state = str(tmp_path_factory.mktemp("cluster") / "state")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean git checkout of this tree's files as they are now (tracked and new ones): the
+    project a user submits from. Its own commit, so a dirty development tree does not matter."""
+    folder = tmp_path_factory.mktemp("checkout")
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():  # not one deleted in the working tree
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, folder / name)
+    git = ["git", "-C", str(folder), "-c", "user.name=relay", "-c", "user.email=relay@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "checkout"]):
+        subprocess.run([*git, *args], check=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cluster(checkout: Path) -> Iterator[dict[str, Any]]:
+    """Head + 1 worker (1 CPU each) and a tracking server, their state in the checkout's
+    `.relay` (as `relay cluster up` run there keeps it); stopped by PID even on failure."""
+    state = str(checkout / ".relay")
     try:
         # Serve's process-level flags reach every node (as `relay cluster up --serve-config`).
         flags = serve_flags(ServeConfig())
@@ -150,26 +172,6 @@ def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clean git checkout of this tree's files as they are now (tracked and new ones): the
-    project a user submits from. Its own commit, so a dirty development tree does not matter."""
-    folder = tmp_path_factory.mktemp("checkout")
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (ROOT / name).is_file():  # not one deleted in the working tree
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, folder / name)
-    git = ["git", "-C", str(folder), "-c", "user.name=relay", "-c", "user.email=relay@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "checkout"]):
-        subprocess.run([*git, *args], check=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def submitted(cluster, checkout) -> dict[str, Any]:
     """`relay submit` of configs/ci.yaml from the clean checkout: the job and its pipeline run."""
     from mlflow.tracking import MlflowClient
@@ -263,6 +265,59 @@ def test_a_run_submitted_from_a_clean_checkout_records_its_commit_and_reproduces
     reproduced = json_output(result, last_line=True)
     assert reproduced["reproduced"] and reproduced["warnings"] == []
     assert reproduced["dataset_digest"] == tags["relay.dataset_digest"]
+
+
+def readme_ray_job_submit() -> str:
+    """The README's `ray job submit` by hand against `relay cluster up`, as written there."""
+    text = (ROOT / "README.md").read_text()
+    after = text.split("- By hand, with Ray's own CLI", 1)[1]
+    return after.split("```bash\n", 1)[1].split("```", 1)[0]
+
+
+def ray_cli(script: str, folder: Path, **env: str) -> subprocess.CompletedProcess:
+    """`script` in bash, with this venv's `ray` first on PATH and none of the test's Ray env."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ['PATH']}"
+    command = ["bash", "-c", f"set -e\n{script}"]
+    return subprocess.run(
+        command, cwd=folder, env={**environ, **env}, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_readmes_ray_job_submit_works_and_a_job_keeps_no_record_in_its_working_dir(
+    cluster, checkout
+):
+    """Ray's own CLI. Without RAY_AUTH_MODE the client sends no token; without a state dir and
+    tracking server outside the working dir, the job wrote its store into Ray's temporary copy
+    of the project (gone with the cluster) and succeeded: now it is refused, saying why."""
+    from mlflow.tracking import MlflowClient
+
+    port = cluster["record"]["dashboard_url"].rsplit(":", 1)[1]
+    script = readme_ray_job_submit().replace("<dashboard port>", port)
+    script = script.replace("http://127.0.0.1:5000", cluster["tracking"]).rstrip()
+    until_etl = " --until etl --json"  # the README's --until: ETL is enough to show where it wrote
+
+    no_mode = ray_cli(script.replace(" RAY_AUTH_MODE=token", "") + until_etl, checkout)
+    assert no_mode.returncode != 0
+    assert "Missing authentication token" in no_mode.stdout + no_mode.stderr
+
+    done = ray_cli(script + until_etl, checkout)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith('{"pipeline"')]
+    summary = json.loads(line)
+    assert summary["tracking_uri"] == cluster["tracking"]
+    assert Path(summary["dataset_path"]).is_relative_to(checkout / ".relay")
+    client = MlflowClient(tracking_uri=cluster["tracking"])
+    assert client.get_run(summary["pipeline_run_id"]).info.status == "FINISHED"
+
+    # the line as the README had it: the default state dir and store, inside the working dir
+    bare, _ = script.split(" \\\n    --set runtime.state_dir")
+    refused = ray_cli(bare + until_etl, checkout)
+    assert refused.returncode != 0
+    logs = refused.stdout + refused.stderr
+    assert "runtime_resources/working_dir_files/_ray_pkg_" in logs
+    for words in ("runtime.state_dir '.relay'", "tracking.uri 'sqlite:///", "relay tracking up"):
+        assert words in logs, logs[-3000:]
 
 
 def test_cluster_down_leaves_no_process_behind(cluster):
