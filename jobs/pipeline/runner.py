@@ -27,6 +27,7 @@ from cluster.tracking.tracker import Tracker, provenance_tags
 from cluster.writable import ensure_writable
 from jobs import progress
 from jobs.artifacts import Dataset, Deployment, Evaluation, Registered, TuneOutcome
+from jobs.deploy import probe
 from jobs.deploy import stage as deploy
 from jobs.etl import stage as etl
 from jobs.evaluate import stage as evaluate
@@ -35,7 +36,6 @@ from jobs.pipeline import lineage
 from jobs.register import stage as register
 from jobs.tune import stage as tune
 from serving import launch
-from serving.client import get_json
 
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
 
@@ -169,7 +169,9 @@ def run(
                 with stage("deploy"):
                     deployment = deploy.run(cfg, runs, registered)
                 with stage("predict"):
-                    summary["prediction"] = sample_prediction(cfg, deployment, dataset, evaluation)
+                    summary["prediction"] = sample_prediction(
+                        cfg, deployment, dataset, evaluation, registered
+                    )
                 summary["endpoint"] = f"{deployment.endpoint}/predict"
                 summary["token_file"] = deployment.token_file
             summary["stage_seconds"] = timings
@@ -236,29 +238,18 @@ def _submission_tag() -> dict[str, str]:
 
 
 def sample_prediction(
-    cfg: RelayConfig, deployment: Deployment, dataset: Dataset, evaluation: Evaluation
+    cfg: RelayConfig,
+    deployment: Deployment,
+    dataset: Dataset,
+    evaluation: Evaluation,
+    registered: Registered,
 ) -> dict[str, Any]:
-    """One real HTTP prediction on a held-out row, checked against the offline model."""
+    """One real HTTP prediction on a held-out row; a mismatch with the offline model fails."""
     names = [c["name"] for c in dataset.meta["input_schema"]]
     record = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
-    response = get_json(f"{deployment.endpoint}/predict", record, token=launch.client_token(cfg))
-    offline = evaluation.predictor().predict_records([record])[0]
-    return {
-        "request": record,
-        "response": response,
-        "matches_offline": predictions_match(response, offline),
-    }
-
-
-def predictions_match(served: dict[str, Any], offline: dict[str, Any], tol: float = 1e-5) -> bool:
-    if served["prediction"] != offline["prediction"] and "probabilities" in offline:
-        return False
-    if "probabilities" in offline:
-        return all(
-            abs(served["probabilities"][k] - v) <= tol for k, v in offline["probabilities"].items()
-        )
-    return abs(served["prediction"] - offline["prediction"]) <= tol * max(
-        1.0, abs(offline["prediction"])
+    token = launch.client_token(cfg)
+    return probe.sample_prediction(
+        deployment.endpoint, record, token, evaluation.predictor(), registered
     )
 
 
