@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 HYPERPARAMETERS = ("lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout")
 
@@ -49,6 +49,21 @@ class Role(StrEnum):
 NUMERIC_TYPES = (ColumnType.int, ColumnType.float)
 
 
+class TimestampPart(StrEnum):
+    year = "year"
+    month = "month"
+    day = "day"
+    day_of_week = "day_of_week"  # 0 = Monday
+    day_of_year = "day_of_year"
+    hour = "hour"
+
+
+AUTO = "auto"
+DEFAULT_MAX_CATEGORIES = 50
+EPOCH_FORMATS = ("epoch_s", "epoch_ms")
+_TIME_OF_DAY = ("%H", "%I", "%T", "%R")  # a format without one of these holds dates only
+
+
 class Column(Strict):
     name: str = Field(min_length=1, description="Column name as it appears in the raw files.")
     type: ColumnType = Field(description="Declared type; values that do not parse are rejected.")
@@ -56,12 +71,105 @@ class Column(Strict):
     nullable: bool = Field(True, description="Whether an empty value is allowed.")
     min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
     max: float | None = Field(None, description="Largest allowed value (numeric columns).")
-    categories: list[str] | None = Field(
-        None, description="Allowed values (required for type category)."
+    categories: list[str] | Literal["auto"] | None = Field(
+        None,
+        description="Allowed values (required for type category), or auto: learned from the "
+        "training split, most frequent first (ties by value), up to max_categories; other "
+        "values share one __other__ bucket, at serving too. A label keeps every class seen "
+        "in training.",
+    )
+    max_categories: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=f"categories: auto on a feature: how many values to keep (default "
+        f"{DEFAULT_MAX_CATEGORIES}).",
     )
     pattern: str | None = Field(
         None, description="Regular expression every value must match in full (string columns)."
     )
+    format: str | None = Field(
+        None,
+        description="Timestamp columns: a strftime pattern ('%Y/%m/%d', '%m/%d/%Y %H:%M'), "
+        "epoch_s or epoch_ms (numbers); default ISO 8601, YYYY-MM-DD[(T| )HH:MM[:SS[.f]]] with "
+        "an optional Z or +-HH:MM offset. Values are stored in UTC (no offset: taken as UTC).",
+    )
+    parts: list[TimestampPart] | None = Field(
+        None,
+        min_length=1,
+        description="A timestamp feature becomes these numeric features: year, month, day, "
+        "day_of_week (0 = Monday), day_of_year, hour; default year, month, day_of_week and "
+        "hour (no hour when the format holds dates only).",
+    )
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories(cls, value: object) -> object:
+        if isinstance(value, str) and value != AUTO:
+            raise ValueError("categories is a list of the allowed values, or auto")
+        return value
+
+    @field_validator("max_categories")
+    @classmethod
+    def _max_categories(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("categories") != AUTO:
+            raise ValueError(
+                f"column {info.data.get('name')!r}: max_categories only applies with "
+                "categories: auto; remove it, or set categories: auto"
+            )
+        if value is not None and info.data.get("role") == Role.label:
+            raise ValueError(
+                f"column {info.data.get('name')!r}: a label with categories: auto keeps every "
+                "class seen in training; remove max_categories"
+            )
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        name, kind = info.data.get("name"), info.data.get("type")
+        if value is not None and kind != ColumnType.timestamp:
+            raise ValueError(
+                f"column {name!r}: format only applies to type timestamp, not {kind}; remove it"
+            )
+        if value is not None and value not in EPOCH_FORMATS and "%" not in value.replace("%%", ""):
+            raise ValueError(
+                f"column {name!r}: format {value!r} has no strftime directive; write e.g. "
+                "'%Y-%m-%d %H:%M:%S' (%Y year, %m month, %d day, %H hour, %M minute, %S "
+                "second, %z offset), or epoch_s / epoch_ms"
+            )
+        return value
+
+    @field_validator("parts")
+    @classmethod
+    def _parts(
+        cls, value: list[TimestampPart] | None, info: ValidationInfo
+    ) -> list[TimestampPart] | None:
+        name, kind = info.data.get("name"), info.data.get("type")
+        if value is None:
+            return value
+        if kind != ColumnType.timestamp:
+            raise ValueError(
+                f"column {name!r}: parts only apply to type timestamp, not {kind}; remove parts"
+            )
+        if info.data.get("role") != Role.feature:
+            raise ValueError(
+                f"column {name!r}: parts only apply to a feature; set role: feature, or remove "
+                "parts"
+            )
+        if len(set(value)) < len(value):
+            raise ValueError(f"column {name!r}: parts lists a part twice: {list(map(str, value))}")
+        return value
+
+    @property
+    def feature_parts(self) -> list[str]:
+        """The numeric features a timestamp feature becomes: `parts`, else the default."""
+        if self.parts is not None:
+            return [str(p) for p in self.parts]
+        dates_only = self.format not in (None, *EPOCH_FORMATS) and not any(
+            directive in self.format for directive in _TIME_OF_DAY
+        )
+        return ["year", "month", "day_of_week", *([] if dates_only else ["hour"])]
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
@@ -128,10 +236,11 @@ class DataConfig(Strict):
                 *NUMERIC_TYPES,
                 ColumnType.category,
                 ColumnType.bool,
+                ColumnType.timestamp,
             ):
                 raise ValueError(
                     f"feature column '{c.name}' has type {c.type}; features must be "
-                    "int, float, bool or category (use role ignore/pii for free text)"
+                    "int, float, bool, category or timestamp (use role ignore/pii for free text)"
                 )
         return self
 
@@ -667,8 +776,13 @@ class RelayConfig(Strict):
                 f"gates.fairness.metric: {fair.metric} does not apply to {task}; "
                 f"use one of {list(FAIRNESS_METRICS[task])}"
             )
-        classes = self.data.label.categories or []
-        if fair and fair.positive_class is not None and fair.positive_class not in classes:
+        classes = self.data.label.categories or []  # auto: checked against the learned ones
+        if (
+            fair
+            and fair.positive_class is not None
+            and classes != AUTO
+            and fair.positive_class not in classes
+        ):
             raise ValueError(
                 f"gates.fairness.positive_class: {fair.positive_class!r} is not a class of "
                 f"the label; use one of {classes}"

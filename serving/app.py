@@ -379,7 +379,7 @@ def build(args: dict[str, Any]) -> serve.Application:
     challenger = other.version if other else None
     server = serve.deployment(
         model_server(
-            request_model(spec["input_schema"]),
+            request_model(spec["input_schema"], spec["features"]),
             parsed.max_request_records,
             auth=parsed.auth == "token",
         )

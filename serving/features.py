@@ -16,6 +16,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cluster.config import ColumnType
+from serving.values import parse
+
+OTHER = "__other__"  # categories: auto: the bucket of every value outside the learned ones
+PARTS = {
+    "year": pc.year,
+    "month": pc.month,
+    "day": pc.day,
+    "day_of_week": pc.day_of_week,  # 0 = Monday
+    "day_of_year": pc.day_of_year,
+    "hour": pc.hour,
+}
+
 
 def feature_names(spec: dict[str, Any]) -> list[str]:
     names = [f["name"] for f in spec["numeric"]]
@@ -24,27 +37,55 @@ def feature_names(spec: dict[str, Any]) -> list[str]:
     return names
 
 
+def selected(table: pa.Table, f: dict[str, Any]) -> pa.ChunkedArray | pa.Array:
+    """A numeric input's raw values: its column, or one part of a timestamp column."""
+    if "part" in f:
+        return PARTS[f["part"]](table.column(f["column"]))
+    return table.column(f["name"])
+
+
+def fallback(f: dict[str, Any]) -> int:
+    """The code of a value outside the vocabulary: the `__other__` bucket where training had
+    one (categories: auto), else -1 (no category: all zeros)."""
+    return f["vocab"].index(OTHER) if f.get("other") == OTHER and OTHER in f["vocab"] else -1
+
+
 def encode(spec: dict[str, Any], table: pa.Table) -> np.ndarray:
-    """Standardise numerics (nulls -> the training mean) and one-hot categoricals (unknown -> 0)."""
+    """Standardise numerics (nulls -> the training mean) and one-hot categoricals (unknown ->
+    `__other__` for learned categories, else 0; null -> 0)."""
 
     def codes(f: dict[str, Any]) -> np.ndarray:
-        index = pc.index_in(table.column(f["name"]).cast(pa.string()), pa.array(f["vocab"]))
-        return pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
+        values = table.column(f["name"]).cast(pa.string())
+        index = pc.index_in(values, pa.array(f["vocab"]))
+        found = pc.if_else(pc.is_null(values), -1, pc.fill_null(index, fallback(f)))
+        return found.to_numpy(zero_copy_only=False)
 
-    return _assemble(spec, table.num_rows, lambda f: _as_float(table.column(f["name"])), codes)
+    return _assemble(spec, table.num_rows, lambda f: _as_float(selected(table, f)), codes)
 
 
 def encode_records(spec: dict[str, Any], records: Sequence[dict[str, Any]]) -> np.ndarray:
-    """`encode` for records (dicts) as a request carries them, without an Arrow table."""
+    """`encode` for records (dicts) as a request carries them, without an Arrow table.
+
+    A timestamp arrives as the column's format has it (text, or an epoch number) and is parsed
+    by the same code as ETL's; only those columns become (one-column) Arrow arrays.
+    """
+    stamps: dict[str, pa.Table] = {}
 
     def numeric(f: dict[str, Any]) -> np.ndarray:
+        if "part" in f:
+            name = f["column"]
+            if name not in stamps:
+                raw = pa.array([r.get(name) for r in records])
+                stamps[name] = pa.table({name: parse(raw, ColumnType.timestamp, f["format"])[0]})
+            return _as_float(selected(stamps[name], f))
         # float64 like the table path; None -> NaN, bool -> 0/1
         return np.array([r.get(f["name"]) for r in records], dtype=np.float64)
 
     def codes(f: dict[str, Any]) -> np.ndarray:
         index = {value: i for i, value in enumerate(f["vocab"])}
+        other = fallback(f)
         values = (r.get(f["name"]) for r in records)
-        return np.array([-1 if v is None else index.get(str(v), -1) for v in values])
+        return np.array([-1 if v is None else index.get(str(v), other) for v in values])
 
     return _assemble(spec, len(records), numeric, codes)
 

@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import pyarrow as pa
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+from cluster.config import AUTO, EPOCH_FORMATS, ColumnType
+from serving.features import OTHER
+from serving.values import describe, parse
 
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
-def request_model(input_schema: list[dict[str, Any]]) -> type[BaseModel]:
-    """One typed, range-checked field per input column; unknown fields are rejected."""
+def request_model(input_schema: list[dict[str, Any]], features: dict[str, Any]) -> type[BaseModel]:
+    """One typed, range-checked field per input column; unknown fields are rejected.
+
+    A learned category (categories: auto) takes any text: a value outside the spec's
+    vocabulary is scored as `__other__`. A timestamp is text in the column's format (a number
+    for epoch formats) that must parse.
+    """
+    learned = {f["name"]: f["vocab"] for f in features["categorical"] if "other" in f}
     fields: dict[str, Any] = {}
     for column in input_schema:
-        if column["type"] == "category":
-            annotation: Any = Literal[tuple(column["categories"])]
+        notes: dict[str, Any] = {}
+        if column["type"] == "category" and column["categories"] == AUTO:
+            annotation: Any = str
+            known = [v for v in learned[column["name"]] if v != OTHER]
+            notes["description"] = f"Learned values {known}; any other is scored as {OTHER}."
+        elif column["type"] == "category":
+            annotation = Literal[tuple(column["categories"])]
+        elif column["type"] == "timestamp":
+            fmt = column.get("format")
+            kind = float if fmt in EPOCH_FORMATS else str
+            annotation = Annotated[kind, AfterValidator(_parses(fmt))]
+            notes["description"] = f"A timestamp in {describe(fmt)}."
         else:
             annotation = _PYTHON_TYPES[column["type"]]
         constraints = {
             key: column[bound]
             for key, bound in (("ge", "min"), ("le", "max"))
             if column.get(bound) is not None
-        }
+        } | notes
         if column["nullable"]:
             fields[column["name"]] = (annotation | None, Field(None, **constraints))
         else:
@@ -30,6 +52,18 @@ def request_model(input_schema: list[dict[str, Any]]) -> type[BaseModel]:
     return create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
     )
+
+
+def _parses(fmt: str | None) -> Callable[[Any], Any]:
+    """A field check: the value parses as ETL would parse it (the request keeps the value)."""
+
+    def check(value: Any) -> Any:
+        values, _ = parse(pa.array([value]), ColumnType.timestamp, fmt)
+        if not values[0].is_valid:
+            raise ValueError(f"not a timestamp in {describe(fmt)}")
+        return value
+
+    return check
 
 
 async def validation_error(request: Any, exc: Any) -> Any:

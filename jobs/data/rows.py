@@ -14,11 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cluster.config import Column, ColumnType
-
-_INTEGER = r"^[-+]?\d+$"
-_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
-_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
-_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+from serving.values import as_mask, parse
 
 REASONS_COLUMN = "_reasons"
 ROW_COLUMN = "_row"
@@ -30,6 +26,7 @@ class CheckedRows:
     good: pa.Table
     rejects: pa.Table
     reasons: Counter[str]
+    unparsed: dict[str, str]  # timestamp column -> a sample value, where none of them parsed
 
 
 def check_rows(
@@ -46,12 +43,19 @@ def check_rows(
     """
     typed: dict[str, pa.Array] = {}
     checks: list[tuple[str, np.ndarray]] = list(extra)
+    unparsed: dict[str, str] = {}
     for column in columns:
         raw = table.column(column.name).combine_chunks()
-        values, type_bad = parse(raw, column.type)
+        values, type_bad = parse(raw, column.type, column.format)
         typed[column.name] = values
         checks.append((f"{column.name}:type", type_bad))
-        is_null = _mask(values.is_null()) & ~type_bad
+        if (
+            column.type == ColumnType.timestamp
+            and type_bad.any()
+            and not values.is_valid().true_count
+        ):
+            unparsed[column.name] = str(raw[int(np.argmax(type_bad))].as_py())
+        is_null = as_mask(values.is_null()) & ~type_bad
         if not column.nullable:
             checks.append((f"{column.name}:null", is_null))
         if column.min is not None or column.max is not None:
@@ -60,15 +64,15 @@ def check_rows(
             out = np.zeros(len(values), dtype=bool)
             for part in (low, high):
                 if part is not None:
-                    out |= _mask(part)
+                    out |= as_mask(part)
             checks.append((f"{column.name}:range", out))
         if column.pattern is not None:
             full = f"^(?:{column.pattern})$"
-            matched = _mask(pc.match_substring_regex(values, full))
+            matched = as_mask(pc.match_substring_regex(values, full))
             checks.append((f"{column.name}:regex", ~matched & ~is_null & ~type_bad))
-        if column.categories is not None:
+        if isinstance(column.categories, list):  # auto: every value is allowed
             allowed = pc.is_in(values, value_set=pa.array(column.categories))
-            checks.append((f"{column.name}:set", ~_mask(allowed) & ~is_null & ~type_bad))
+            checks.append((f"{column.name}:set", ~as_mask(allowed) & ~is_null & ~type_bad))
 
     bad = np.zeros(table.num_rows, dtype=bool)
     for _, mask in checks:
@@ -94,72 +98,4 @@ def check_rows(
             SOURCE_COLUMN: pa.array([source] * len(bad_rows), type=pa.string()),
         }
     )
-    return CheckedRows(good=good, rejects=rejects, reasons=counts)
-
-
-def parse(raw: pa.Array, kind: ColumnType) -> tuple[pa.Array, np.ndarray]:
-    """(typed values with nulls where parsing failed, mask of values that failed to parse)."""
-    n = len(raw)
-    none = np.zeros(n, dtype=bool)
-    if kind in (ColumnType.string, ColumnType.category):
-        if pa.types.is_floating(raw.type):  # 1.0 in a float column means the category "1"
-            raw = raw.cast(pa.int64()) if _integral(raw) else raw
-        return raw.cast(pa.string()), none
-    target = {
-        ColumnType.int: pa.int64(),
-        ColumnType.float: pa.float64(),
-        ColumnType.timestamp: pa.timestamp("us"),
-        ColumnType.bool: pa.bool_(),
-    }[kind]
-    if not (pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type)):
-        if kind == ColumnType.int and pa.types.is_floating(raw.type) and not _integral(raw):
-            fractional = _mask(pc.not_equal(raw, pc.floor(raw)))
-            return pc.if_else(pa.array(fractional), None, raw).cast(target), fractional
-        try:
-            return raw.cast(target), none
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raw = raw.cast(pa.string())
-    text = pc.utf8_trim_whitespace(raw)
-    text = pc.if_else(pc.equal(text, ""), None, text)
-    if kind == ColumnType.bool:
-        lowered = pc.utf8_lower(text)
-        ok = pc.is_in(lowered, value_set=pa.array(list(_BOOLS)))
-        bad = ~_mask(ok) & _mask(pc.is_valid(text))
-        values = pa.array([_BOOLS.get(v) for v in lowered.to_pylist()], type=pa.bool_())
-        return values, bad
-    pattern = {
-        ColumnType.int: _INTEGER,
-        ColumnType.float: _NUMBER,
-        ColumnType.timestamp: _TIMESTAMP,
-    }[kind]
-    ok = _mask(pc.match_substring_regex(text, pattern))
-    bad = ~ok & _mask(pc.is_valid(text))
-    clean = pc.if_else(pa.array(ok), text, None)
-    try:
-        return clean.cast(target), bad
-    except (pa.ArrowInvalid, OverflowError):
-        return _cast_each(clean, target, bad)
-
-
-def _cast_each(
-    clean: pa.Array, target: pa.DataType, bad: np.ndarray
-) -> tuple[pa.Array, np.ndarray]:
-    """Slow path for the rare file where a well-formed value still fails (month 13, overflow)."""
-    values = []
-    bad = bad.copy()
-    for i, item in enumerate(clean.to_pylist()):
-        try:
-            values.append(pa.array([item], type=pa.string()).cast(target)[0].as_py())
-        except (pa.ArrowInvalid, OverflowError):
-            values.append(None)
-            bad[i] = True
-    return pa.array(values, type=target), bad
-
-
-def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Boolean array -> numpy, null counted as False."""
-    return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
-
-
-def _integral(raw: pa.Array) -> bool:
-    return not np.any(_mask(pc.not_equal(raw, pc.floor(raw))))
+    return CheckedRows(good=good, rejects=rejects, reasons=counts, unparsed=unparsed)

@@ -20,11 +20,13 @@ import pyarrow.parquet as pq
 
 from cluster.compute.runtime import node_id
 from cluster.config import ColumnType, RelayConfig, Role
+from cluster.errors import DataQualityError
 from jobs.data.rowhash import row_hash, unit_interval
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, SOURCE_COLUMN, check_rows
 from jobs.data.sources import RawFile, batches
 from jobs.etl import featurestats, pii
 from jobs.etl.profile import Profile
+from serving.values import describe
 
 SPLITS = ("train", "val", "test")
 REJECTS = "rejects"
@@ -69,6 +71,7 @@ class FilePart:
     counts: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     moments: dict[str, list[float]] = field(default_factory=dict)
+    category_counts: dict[str, dict[str, Counter[str]]] = field(default_factory=dict)  # auto
     hashes: dict[str, list[int]] = field(default_factory=dict)  # split -> [rows, lane0, lane1]
     pii: Counter[str] = field(default_factory=Counter)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -126,7 +129,8 @@ def _stream(
 ) -> FilePart:
     part = FilePart()
     schema = output_schema(cfg)
-    numeric = featurestats.numeric_columns(cfg)
+    numeric = featurestats.numeric_inputs(cfg)
+    learned = featurestats.learned_columns(cfg)
     scanned = pii.scanned_columns(cfg.data.columns) if cfg.etl.pii_scan != "off" else []
     id_column = cfg.data.id.name
     part.profile = Profile(
@@ -148,6 +152,8 @@ def _stream(
                 first_row=offset,
                 extra=[(f"{id_column}:duplicate", dup)] if dup.any() else [],
             )
+            if not offset and checked.unparsed:
+                raise unparsed_error(raw, cfg, checked.unparsed, table.num_rows)
             offset += table.num_rows
             part.counts["rows_in"] += table.num_rows
             part.counts["rows_rejected"] += checked.rejects.num_rows
@@ -174,6 +180,9 @@ def _stream(
                 writers[split].write_table(chunk)
                 part.counts[f"rows_{split}"] += chunk.num_rows
                 part.add_hashes(split, lane0[mask], lane1[mask])
+                featurestats.count_values(
+                    part.category_counts.setdefault(split, {}), chunk, learned
+                )
                 if split == "train":
                     featurestats.add_moments(part.moments, featurestats.moments(chunk, numeric))
     finally:
@@ -183,6 +192,23 @@ def _stream(
     for split in (*SPLITS, REJECTS):
         part.hashes.setdefault(split, [0, 0, 0])
     return part
+
+
+def unparsed_error(
+    raw: RawFile, cfg: RelayConfig, unparsed: dict[str, str], rows: int
+) -> DataQualityError:
+    """A timestamp column none of whose values in a file's first batch parse: its format is
+    wrong, and quarantining the whole file would hide that."""
+    formats = {c.name: c.format for c in cfg.data.columns}
+    lines = [
+        f"  - {name}: e.g. {sample!r} is not {describe(formats[name])}"
+        for name, sample in unparsed.items()
+    ]
+    return DataQualityError(
+        f"{raw.uri}: no value of timestamp column(s) {sorted(unparsed)} in the first {rows} "
+        "rows parses:\n" + "\n".join(lines) + "\nSet data.columns[].format to the values' "
+        "strftime pattern (e.g. '%m/%d/%Y %H:%M'), or epoch_s / epoch_ms"
+    )
 
 
 def _apply_pii(table: pa.Table, cfg: RelayConfig, key: bytes | None) -> pa.Table:

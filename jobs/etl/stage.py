@@ -121,12 +121,16 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
     duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
     # SPREAD: one file per node first, so a multi-node cluster shares the work.
     task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
-    parts: list[FilePart] = ray.get(
-        [
-            task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i])
-            for i, f in enumerate(files)
-        ]
-    )
+    try:
+        parts: list[FilePart] = ray.get(
+            [
+                task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i])
+                for i, f in enumerate(files)
+            ]
+        )
+    except DataQualityError as exc:  # a file refused whole: its message, not Ray's traceback
+        shutil.rmtree(tmp)
+        raise DataQualityError(str(getattr(exc, "cause", exc))) from None
     try:
         meta = summarise(cfg, parts, planted)
     except DataQualityError:
@@ -180,6 +184,7 @@ def summarise(
     reasons: Counter[str] = Counter()
     found_pii: Counter[str] = Counter()
     moments: dict[str, list[float]] = {}
+    category_counts: dict[str, dict[str, Counter[str]]] = {}
     hashes: dict[str, list[int]] = {}
     profile = parts[0].profile
     for i, part in enumerate(parts):
@@ -187,6 +192,7 @@ def summarise(
         reasons.update(part.reasons)
         found_pii.update(part.pii)
         featurestats.add_moments(moments, part.moments)
+        featurestats.add_counts(category_counts, part.category_counts)
         for split, (rows, sum0, sum1) in part.hashes.items():
             old = hashes.get(split, [0, 0, 0])
             hashes[split] = [old[0] + rows, (old[1] + sum0) % 2**64, (old[2] + sum1) % 2**64]
@@ -229,7 +235,7 @@ def summarise(
         "undeclared_columns": sorted({c for part in parts for c in part.undeclared}),
         "slow_path_files": {p.manifest["path"]: p.slow_path for p in parts if p.slow_path},
         "planted_defects": planted,
-        "features": featurestats.feature_spec(cfg, moments),
+        "features": featurestats.feature_spec(cfg, moments, category_counts),
         "input_schema": featurestats.input_schema(cfg),
         "profile": profile.report(),
     }

@@ -79,7 +79,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
         output = evaluation.predictor().predict_table(test)
         truth = true_values(spec, test)
         evaluation.metrics = metrics_of(spec, truth, output)
-        evaluation.groups = group_metrics(cfg, test, truth, output)
+        evaluation.groups = group_metrics(cfg, spec, test, truth, output)
         tracker.log(
             run_id,
             metrics={

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from serving.features import OTHER, selected
+
 EPSILON = 1e-4  # floor for empty bins: PSI stays finite when a bin is new or vanished
 
 
@@ -60,15 +62,27 @@ SCORES = {"psi": psi, "ks": ks}
 
 
 def reference(table: pa.Table, features: dict[str, Any], bins: int) -> dict[str, Any]:
-    """The reference of a training split for the spec's numeric and categorical features."""
+    """The reference of a training split for the spec's numeric and categorical features.
+
+    A timestamp part keeps its column and part; a learned (categories: auto) feature its
+    vocabulary, so that a later table's other values fall in the same `__other__` share.
+    """
     return {
         "bins": bins,
         "numeric": {
-            f["name"]: numeric_reference(_floats(table, f["name"]), bins)
+            f["name"]: {
+                **numeric_reference(_floats(table, f), bins),
+                **{k: f[k] for k in ("column", "part") if k in f},
+            }
             for f in features["numeric"]
         },
         "categorical": {
-            f["name"]: category_reference(table.column(f["name"]).to_pylist())
+            f["name"]: {
+                **category_reference(
+                    _categories(table, f["name"], f["vocab"] if "other" in f else None)
+                ),
+                **({"vocab": f["vocab"]} if "other" in f else {}),
+            }
             for f in features["categorical"]
         },
     }
@@ -79,18 +93,27 @@ def scores(ref: dict[str, Any], table: pa.Table, method: str) -> dict[str, float
     score = SCORES[method]
     out: dict[str, float] = {}
     for name, entry in ref["numeric"].items():
-        if name in table.column_names:
-            shares = numeric_shares(_floats(table, name), entry["edges"])
+        if entry.get("column", name) in table.column_names:
+            shares = numeric_shares(_floats(table, {"name": name, **entry}), entry["edges"])
             out[name] = score(np.array(entry["shares"]), shares)
     for name, entry in ref["categorical"].items():
         if name in table.column_names:
-            now = category_shares(table.column(name).to_pylist())
+            now = category_shares(_categories(table, name, entry.get("vocab")))
             keys = sorted(set(entry["shares"]) | set(now))
             expected = np.array([entry["shares"].get(k, 0.0) for k in keys])
             out[name] = score(expected, np.array([now.get(k, 0.0) for k in keys]))
     return out
 
 
-def _floats(table: pa.Table, name: str) -> np.ndarray:
-    column = table.column(name).cast(pa.float64())
+def _floats(table: pa.Table, f: dict[str, Any]) -> np.ndarray:
+    column = selected(table, f).cast(pa.float64())
     return column.to_numpy(zero_copy_only=False).astype(float)
+
+
+def _categories(table: pa.Table, name: str, learned: list[str] | None) -> list[Any]:
+    """The column's values; with a learned vocabulary, each other value as `__other__`."""
+    values = table.column(name).to_pylist()
+    if learned is None:
+        return values
+    known = set(learned)
+    return [v if v is None or v in known else OTHER for v in values]

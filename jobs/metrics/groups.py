@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
 from cluster.config import RelayConfig, Role
 
 
-def positive_class(cfg: RelayConfig) -> int:
-    """Index of the class fairness treats as positive (default: the label's last category)."""
-    classes = list(cfg.data.label.categories or [])
+def positive_class(cfg: RelayConfig, classes: list[str]) -> int:
+    """Index of the class fairness treats as positive among the model's `classes` (declared or
+    learned; default the last)."""
     chosen = cfg.gates.fairness.positive_class if cfg.gates.fairness else None
     return classes.index(chosen) if chosen else len(classes) - 1
 
 
 def group_metrics(
-    cfg: RelayConfig, test: pa.Table, truth: np.ndarray, output: np.ndarray
+    cfg: RelayConfig, spec: dict[str, Any], test: pa.Table, truth: np.ndarray, output: np.ndarray
 ) -> dict[str, dict[str, dict[str, float | None]]]:
     """Per sensitive column (kept in the dataset, never a feature): metrics per group."""
     out = {}
@@ -25,7 +27,7 @@ def group_metrics(
             ["(null)" if v is None else str(v) for v in test.column(column.name).to_pylist()]
         )
         if cfg.model.task == "classification":
-            positive = positive_class(cfg)
+            positive = positive_class(cfg, spec["features"]["label"]["classes"])
             out[column.name] = classification_groups(
                 groups, truth == positive, output.argmax(axis=1) == positive
             )

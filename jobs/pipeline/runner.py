@@ -35,7 +35,7 @@ from jobs.gates.report import headline
 from jobs.pipeline import lineage
 from jobs.register import stage as register
 from jobs.tune import stage as tune
-from serving import launch
+from serving import launch, values
 
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
 
@@ -246,7 +246,8 @@ def sample_prediction(
 ) -> dict[str, Any]:
     """One real HTTP prediction on a held-out row; a mismatch with the offline model fails."""
     names = [c["name"] for c in dataset.meta["input_schema"]]
-    record = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
+    row = dataset.split("test").select(names).slice(0, 1).to_pylist()[0]
+    record = values.request_record(dataset.meta["input_schema"], row)
     token = launch.client_token(cfg)
     return probe.sample_prediction(
         deployment.endpoint, record, token, evaluation.predictor(), registered

@@ -197,3 +197,72 @@ def test_a_regression_config_takes_regression_gate_keys() -> None:
     assert "gates.model.min.test_roc_auc: not a higher-is-better regression metric" in str(
         info.value
     )
+
+
+def with_columns(**changes: dict) -> dict:
+    """ci.yaml's raw config with some columns' keys changed (by column name)."""
+    raw = ci_raw()
+    raw["data"]["columns"] = [{**c, **changes.get(c["name"], {})} for c in raw["data"]["columns"]]
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"region": {"parts": ["year"]}},
+            "data.columns.10.parts: column 'region': parts only apply to type timestamp, not "
+            "category; remove parts",
+        ),
+        (
+            {"application_ts": {"parts": ["month"]}},  # role timestamp, not a feature
+            "data.columns.1.parts: column 'application_ts': parts only apply to a feature",
+        ),
+        (
+            {"application_ts": {"role": "feature", "parts": ["hour", "minute"]}},
+            "data.columns.1.parts.1: Input should be 'year', 'month', 'day', 'day_of_week', "
+            "'day_of_year' or 'hour'",
+        ),
+        (
+            {"age": {"format": "%Y"}},
+            "data.columns.4.format: column 'age': format only applies to type timestamp",
+        ),
+        (
+            {"application_ts": {"format": "YYYY-MM-DD"}},
+            "data.columns.1.format: column 'application_ts': format 'YYYY-MM-DD' has no "
+            "strftime directive",
+        ),
+        (
+            {"region": {"max_categories": 3}},
+            "data.columns.10.max_categories: column 'region': max_categories only applies "
+            "with categories: auto",
+        ),
+        (
+            {"defaulted": {"categories": "auto", "max_categories": 3}},
+            "data.columns.12.max_categories: column 'defaulted': a label with categories: auto "
+            "keeps every class seen in training",
+        ),
+        (
+            {"region": {"categories": "Auto"}},
+            "data.columns.10.categories: categories is a list of the allowed values, or auto",
+        ),
+    ],
+)
+def test_timestamp_and_learned_category_keys_name_the_field(changes, expected) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(with_columns(**changes), source="bad.yaml")
+    assert expected in str(info.value)
+
+
+def test_timestamp_features_with_default_parts_and_learned_categories() -> None:
+    cfg = parse_config(
+        with_columns(
+            application_ts={"role": "feature", "format": "%d.%m.%Y"},
+            region={"categories": "auto", "max_categories": 2},
+            defaulted={"categories": "auto"},
+        )
+    )
+    stamp = next(c for c in cfg.data.columns if c.name == "application_ts")
+    assert stamp.feature_parts == ["year", "month", "day_of_week"]  # a date-only format
+    dated = stamp.model_copy(update={"format": None})
+    assert dated.feature_parts == ["year", "month", "day_of_week", "hour"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
 
 from cluster.config import Column
@@ -74,3 +76,19 @@ def test_typed_input_is_checked_too() -> None:
     assert values.to_pylist() == ["0", "1"] and not bad.any()
     values, bad = parse(pa.array([3, 4], pa.int32()), "float")
     assert values.type == pa.float64() and values.to_pylist() == [3.0, 4.0]
+
+
+def test_a_timestamp_in_its_declared_format_and_one_matching_nothing() -> None:
+    columns = [
+        Column(name="when", type="timestamp", format="%d/%m/%Y"),
+        Column(name="size", type="category", categories="auto"),
+    ]
+    raw = pa.table({"when": ["31/01/2024", "2024-01-31", None], "size": ["xl", "any", None]})
+    result = check_rows(raw, columns, source="x.csv")
+    assert result.good.column("when").to_pylist() == [datetime(2024, 1, 31), None]
+    assert result.good.column("size").to_pylist() == ["xl", None]  # auto: no set check
+    assert result.rejects.column(REASONS_COLUMN).to_pylist() == ["when:type"]
+    assert result.unparsed == {}  # one value parsed: the format is right, that row is bad
+
+    result = check_rows(raw.slice(1), columns, source="x.csv")
+    assert result.unparsed == {"when": "2024-01-31"}  # none parsed: a sample for the error
