@@ -38,6 +38,7 @@ class ColumnType(StrEnum):
 
 class Role(StrEnum):
     id = "id"
+    group = "group"
     feature = "feature"
     label = "label"
     timestamp = "timestamp"
@@ -225,10 +226,13 @@ class DataConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column names: {dupes}")
-        for role in (Role.id, Role.label):
-            count = sum(c.role == role for c in self.columns)
-            if count != 1:
-                raise ValueError(f"exactly one column needs role '{role}', found {count}")
+        labels = self.by_role(Role.label)
+        if len(labels) != 1:
+            raise ValueError(f"exactly one column needs role 'label', found {len(labels)}")
+        for role in (Role.id, Role.group):  # optional: the split key falls back (split_key)
+            found = [c.name for c in self.by_role(role)]
+            if len(found) > 1:
+                raise ValueError(f"at most one column may have role '{role}', found {found}")
         if not any(c.role == Role.feature for c in self.columns):
             raise ValueError("at least one column needs role 'feature'")
         for c in self.columns:
@@ -252,12 +256,45 @@ class DataConfig(Strict):
         return self.by_role(Role.label)[0]
 
     @property
-    def id(self) -> Column:
-        return self.by_role(Role.id)[0]
+    def id(self) -> Column | None:
+        """The unique key, if declared: duplicates of it are what `etl.duplicates` acts on."""
+        return next(iter(self.by_role(Role.id)), None)
+
+    @property
+    def group(self) -> Column | None:
+        return next(iter(self.by_role(Role.group)), None)
+
+    def split_key(self) -> tuple[str, Column | None]:
+        """What a hash split is keyed on: the group when declared, else the id, else the row
+        (a hash of all declared values: identical rows land in the same split)."""
+        if self.group is not None:
+            return "group", self.group
+        if self.id is not None:
+            return "id", self.id
+        return "row", None
+
+    def timestamp_column(self, name: str | None) -> Column | None:
+        """The column a time split orders by: `name`, else the only role-timestamp column."""
+        if name is not None:
+            return next((c for c in self.columns if c.name == name), None)
+        found = self.by_role(Role.timestamp)
+        return found[0] if len(found) == 1 else None
 
 
 class SplitConfig(Strict):
-    train: float = Field(0.7, gt=0, lt=1, description="Share of ids in the training split.")
+    by: Literal["hash", "time"] = Field(
+        "hash",
+        description="hash: a seeded hash of the split key (the role group column, else the id, "
+        "else the whole row) picks each row's split; time: rows ordered by a timestamp, the "
+        "oldest in train, the newest in test.",
+    )
+    column: str | None = Field(
+        None,
+        description="by time: the timestamp column to order by; default the role timestamp column.",
+    )
+    train: float = Field(
+        0.7, gt=0, lt=1, description="Share of split keys (by time: of rows) in the training split."
+    )
     val: float = Field(0.15, gt=0, lt=1, description="Share used to pick hyper-parameters.")
     test: float = Field(0.15, gt=0, lt=1, description="Held-out share for evaluation.")
 
@@ -271,6 +308,12 @@ class SplitConfig(Strict):
 
 class EtlConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
+    duplicates: Literal["keep", "reject"] | None = Field(
+        None,
+        description="Rows repeating an earlier row's id (without an id: all its declared "
+        "values, as read): keep them (counted as duplicate_rows), or reject them as "
+        "<id>:duplicate / row:duplicate; default reject with an id, keep without one.",
+    )
     pii: Literal["drop", "hash"] = Field(
         "drop", description="What happens to pii columns: dropped, or keyed-hashed."
     )
@@ -743,6 +786,50 @@ class RelayConfig(Strict):
                 f"use one of {list(wanted[self.model.task])}"
             )
         self._gates_match_task()
+        return self
+
+    @model_validator(mode="after")
+    def _split_fits_data(self) -> RelayConfig:
+        """A time split needs one non-null timestamp column, and cannot keep groups together."""
+        split = self.etl.split
+        if split.by == "hash":
+            if split.column is not None:
+                raise ValueError(
+                    "etl.split.column only applies to etl.split.by: time: remove it, or set "
+                    "by: time"
+                )
+            return self
+        names = [c.name for c in self.data.columns]
+        column = self.data.timestamp_column(split.column)
+        if split.column is not None and column is None:
+            raise ValueError(
+                f"etl.split.column: {split.column!r} is not a declared column; declared: {names}"
+            )
+        if column is None:
+            stamps = [c.name for c in self.data.by_role(Role.timestamp)]
+            raise ValueError(
+                "etl.split.by: time needs a timestamp column to order rows by: "
+                + (
+                    f"there are several with role timestamp {stamps}, name one in etl.split.column"
+                    if stamps
+                    else "declare one with role: timestamp, or name one in etl.split.column"
+                )
+            )
+        if column.type != ColumnType.timestamp:
+            raise ValueError(
+                f"etl.split.column: {column.name!r} has type {column.type}; a time split orders "
+                "by a column of type timestamp"
+            )
+        if column.nullable:
+            raise ValueError(
+                f"etl.split.by: time needs a time on every row: set nullable: false on "
+                f"{column.name!r} (rows without one are then quarantined)"
+            )
+        if self.data.group is not None:
+            raise ValueError(
+                f"etl.split.by: time would spread the rows of a group ({self.data.group.name!r}) "
+                "over several splits: use by: hash to keep groups together, or drop role: group"
+            )
         return self
 
     def _gates_match_task(self) -> None:

@@ -1,7 +1,8 @@
 """Vectorised 64-bit hashes of Arrow values and rows, stable across processes and machines.
 
 They make the dataset digest independent of file and batch layout (an order-free sum of row
-hashes) and give every id a uniform split bucket, at numpy speed rather than a Python loop.
+hashes) and give every split key (id, group or row) a uniform split bucket, at numpy speed
+rather than a Python loop.
 Not cryptographic: the digest feeds their sums into sha256.
 """
 
@@ -58,8 +59,13 @@ def row_hash(table: pa.Table, lane: int = 0) -> np.ndarray:
 
 def unit_interval(array: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
     """A uniform float in [0, 1) per value, keyed by `seed`."""
+    return unit_of(value_hash(array), seed)
+
+
+def unit_of(hashes: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform float in [0, 1) per 64-bit hash (of a value or a row), keyed by `seed`."""
     with np.errstate(over="ignore"):
-        keyed = mix(value_hash(array) ^ mix(np.array([seed], dtype=_U64)))
+        keyed = mix(hashes ^ mix(np.array([seed], dtype=_U64)))
     return (keyed >> _U64(11)).astype(np.float64) / float(1 << 53)
 
 

@@ -1,9 +1,12 @@
-"""Duplicate ids across all raw files, in bounded memory: a sharded pass over the id column.
+"""Duplicates across all raw files, in bounded memory: a sharded pass over the duplicate key.
 
-Each file's id hashes (128 bits, two lanes) are spread over shard files on disk by hash; one
+The key is the id when one is declared, else the whole row: all declared values as read (so
+text `1.0` and `1` differ; both still land in the same split, which hashes parsed values).
+Each file's key hashes (128 bits, two lanes) are spread over shard files on disk by hash; one
 task per shard then finds every repeat, so no process ever holds more than one shard. The first
-occurrence in (file, row) order is kept, whatever the scheduling; later ones are rejected as
-`<id>:duplicate`. A 128-bit hash makes a false duplicate practically impossible.
+occurrence in (file, row) order is the original, whatever the scheduling; `etl.duplicates`
+says what happens to the later ones: rejected as `<id>:duplicate` / `row:duplicate`, or kept.
+Either way they are counted. A 128-bit hash makes a false duplicate practically impossible.
 """
 
 from __future__ import annotations
@@ -15,15 +18,25 @@ import numpy as np
 import pyarrow as pa
 
 from cluster.config import RelayConfig
-from jobs.data.rowhash import value_hash
+from jobs.data.rowhash import row_hash, value_hash
 from jobs.data.sources import RawFile, batches
 
 SHARD_BYTES = 64 << 20  # raw bytes per shard: ~15 MB of keys per shard task
 _ROW_BITS = 40  # rows per file < 2**40; the file index takes the bits above
 
 
+def policy(cfg: RelayConfig) -> str:
+    """`etl.duplicates` resolved: unless set, an id must be unique and rows may repeat."""
+    return cfg.etl.duplicates or ("reject" if cfg.data.id is not None else "keep")
+
+
+def reason(cfg: RelayConfig) -> str:
+    """The reject reason of a duplicate: `<id>:duplicate`, or `row:duplicate` without an id."""
+    return f"{cfg.data.id.name if cfg.data.id is not None else 'row'}:duplicate"
+
+
 def duplicate_rows(files: list[RawFile], cfg: RelayConfig, work: Path) -> list[np.ndarray]:
-    """Per file, the sorted row numbers whose id already appeared earlier."""
+    """Per file, the sorted row numbers whose key already appeared earlier."""
     import ray
 
     shards = shard_count(files)
@@ -50,9 +63,9 @@ def shard_count(files: list[RawFile]) -> int:
 
 def _write_keys(raw: RawFile, index: int, cfg: RelayConfig, shards: int, work: str) -> int:
     try:
-        keys = _hash_ids(raw, index, cfg, fast=True)
+        keys = _hash_keys(raw, index, cfg, fast=True)
     except (pa.ArrowInvalid, UnicodeDecodeError):  # the same fallback as the main pass
-        keys = _hash_ids(raw, index, cfg, fast=False)
+        keys = _hash_keys(raw, index, cfg, fast=False)
     shard_of = keys[:, 0] % np.uint64(shards)
     for s in range(shards):
         folder = Path(work) / f"shard-{s:03d}"
@@ -61,17 +74,24 @@ def _write_keys(raw: RawFile, index: int, cfg: RelayConfig, shards: int, work: s
     return len(keys)
 
 
-def _hash_ids(raw: RawFile, index: int, cfg: RelayConfig, fast: bool) -> np.ndarray:
-    """(lane 0, lane 1, file << 40 | row) per non-null id, streamed batch by batch."""
-    id_name = cfg.data.id.name
+def _hash_keys(raw: RawFile, index: int, cfg: RelayConfig, fast: bool) -> np.ndarray:
+    """(lane 0, lane 1, file << 40 | row) per non-null id, or per row without an id, streamed
+    batch by batch (a null id is no key: that row is rejected as `<id>:null` anyway)."""
+    id_column = cfg.data.id
+    names = [id_column.name] if id_column is not None else [c.name for c in cfg.data.columns]
     parts, offset = [], 0
-    for table in batches(raw, [id_name], cfg.etl.batch_rows, fast=fast):
-        ids = table.column(id_name)
-        valid = np.asarray(ids.is_valid())
-        rows = np.arange(offset, offset + len(ids), dtype=np.uint64)[valid]
-        ids = ids.filter(pa.array(valid))
+    for table in batches(raw, names, cfg.etl.batch_rows, fast=fast):
+        rows = np.arange(offset, offset + table.num_rows, dtype=np.uint64)
+        if id_column is not None:
+            ids = table.column(id_column.name)
+            valid = np.asarray(ids.is_valid())
+            ids, rows = ids.filter(pa.array(valid)), rows[valid]
+            lanes = value_hash(ids, 0), value_hash(ids, 1)
+        else:
+            values = table.select(names)  # declared order, whatever order the file has
+            lanes = row_hash(values, 0), row_hash(values, 1)
         where = (np.uint64(index) << np.uint64(_ROW_BITS)) | rows
-        parts.append(np.stack([value_hash(ids, 0), value_hash(ids, 1), where], axis=1))
+        parts.append(np.stack([*lanes, where], axis=1))
         offset += table.num_rows
     return np.concatenate(parts) if parts else np.empty((0, 3), np.uint64)
 

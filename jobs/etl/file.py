@@ -1,8 +1,8 @@
 """One raw file through ETL, streamed batch by batch inside a Ray task.
 
-Validates, quarantines, applies the PII policy, splits by id hash and appends each batch to
-that file's share of every split. Returns only mergeable summaries (counts, moments, row-hash
-sums, a profile), never rows, so the driver's memory does not grow with the data.
+Validates, quarantines, applies the PII policy, splits (`jobs.etl.splits`) and appends each
+batch to that file's share of every split. Returns only mergeable summaries (counts, moments,
+row-hash sums, a profile), never rows, so the driver's memory does not grow with the data.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from cluster.compute.runtime import node_id
 from cluster.config import ColumnType, RelayConfig, Role
 from cluster.errors import DataQualityError
-from jobs.data.rowhash import row_hash, unit_interval
+from jobs.data.rowhash import row_hash
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, SOURCE_COLUMN, check_rows
 from jobs.data.sources import RawFile, batches
-from jobs.etl import featurestats, pii
+from jobs.etl import dedupe, featurestats, pii, splits
 from jobs.etl.profile import Profile
 from serving.values import describe
 
@@ -99,12 +99,14 @@ def process_file(
     pii_key: bytes | None,
     duplicates: np.ndarray,
     undeclared: list[str],
+    bounds: splits.Boundaries | None = None,
 ) -> FilePart:
     """The Ray task. Outputs are overwritten whole, so a retried task leaves no trace."""
+    args = (raw, index, Path(out), cfg, pii_key, duplicates, bounds)
     try:
-        part = _stream(raw, index, Path(out), cfg, pii_key, duplicates, fast=True)
+        part = _stream(*args, fast=True)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:  # not parseable by Arrow: go slow
-        part = _stream(raw, index, Path(out), cfg, pii_key, duplicates, fast=False)
+        part = _stream(*args, fast=False)
         part.slow_path = str(exc).splitlines()[0][:200]
     part.undeclared = undeclared
     part.manifest = {
@@ -125,6 +127,7 @@ def _stream(
     cfg: RelayConfig,
     pii_key: bytes | None,
     duplicates: np.ndarray,
+    bounds: splits.Boundaries | None,
     fast: bool,
 ) -> FilePart:
     part = FilePart()
@@ -132,14 +135,13 @@ def _stream(
     numeric = featurestats.numeric_inputs(cfg)
     learned = featurestats.learned_columns(cfg)
     scanned = pii.scanned_columns(cfg.data.columns) if cfg.etl.pii_scan != "off" else []
-    id_column = cfg.data.id.name
+    reject_duplicates = dedupe.policy(cfg) == "reject"
     part.profile = Profile(
         schema, top_columns={c.name for c in cfg.data.columns if c.type == ColumnType.category}
     )
     name = f"part-{index:05d}.parquet"
     writers = {s: pq.ParquetWriter(out / s / name, schema) for s in SPLITS}
     writers[REJECTS] = pq.ParquetWriter(out / REJECTS / name, rejects_schema(cfg))
-    bounds = np.cumsum([cfg.etl.split.train, cfg.etl.split.val])
     offset = 0
     try:
         for table in batches(raw, [c.name for c in cfg.data.columns], cfg.etl.batch_rows, fast):
@@ -150,12 +152,13 @@ def _stream(
                 cfg.data.columns,
                 source=raw.name,
                 first_row=offset,
-                extra=[(f"{id_column}:duplicate", dup)] if dup.any() else [],
+                extra=[(dedupe.reason(cfg), dup)] if reject_duplicates and dup.any() else [],
             )
             if not offset and checked.unparsed:
                 raise unparsed_error(raw, cfg, checked.unparsed, table.num_rows)
             offset += table.num_rows
             part.counts["rows_in"] += table.num_rows
+            part.counts["duplicate_rows"] += int(dup.sum())
             part.counts["rows_rejected"] += checked.rejects.num_rows
             part.reasons.update(checked.reasons)
             part.pii.update(pii.scan(table, scanned))
@@ -169,13 +172,7 @@ def _stream(
             part.counts["rows_out"] += good.num_rows
             lane0, lane1 = row_hash(good, 0), row_hash(good, 1)
             part.profile.add(good, lane0)
-            bucket = unit_interval(good.column(id_column), cfg.seed)
-            masks = {
-                "train": bucket < bounds[0],
-                "val": (bucket >= bounds[0]) & (bucket < bounds[1]),
-                "test": bucket >= bounds[1],
-            }
-            for split, mask in masks.items():
+            for split, mask in splits.masks(checked.good, cfg, bounds).items():
                 chunk = good.filter(pa.array(mask))
                 writers[split].write_table(chunk)
                 part.counts[f"rows_{split}"] += chunk.num_rows

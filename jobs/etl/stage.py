@@ -2,8 +2,9 @@
 
 One Ray task per raw file streams it batch by batch (`jobs.etl.file`): measured faster than a
 Ray Data pipeline for this shape of work (see ray-notes), and memory stays bounded by the batch
-size. A first, cheap pass over the id column finds duplicate ids across all files
-(`jobs.etl.dedupe`). The driver only merges summaries.
+size. A first, cheap pass over the id column (without an id: the declared columns) finds
+duplicates across all files (`jobs.etl.dedupe`); a time split first finds its boundaries with a
+pass over the timestamp column (`jobs.etl.splits`). The driver only merges summaries.
 
 The digest is a sha256 over the output schema and, per split, the row count and order-free sums
 of 128-bit row hashes: the same rows give the same digest whatever the file, batch or cluster
@@ -30,7 +31,7 @@ from cluster.config import RelayConfig, Role, SyntheticSource
 from cluster.errors import ConfigError, DataQualityError
 from jobs.artifacts import META, PROFILE, Dataset
 from jobs.data.sources import RawFile, check_columns, resolve_files
-from jobs.etl import buildkey, dedupe, featurestats, synthetic
+from jobs.etl import buildkey, dedupe, featurestats, splits, synthetic
 from jobs.etl.file import REJECTS, SPLITS, FilePart, output_schema, process_file, rejects_schema
 from jobs.progress import StageRuns
 
@@ -53,6 +54,8 @@ def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
                 "files": len(meta["manifest"]),
                 "pii": cfg.etl.pii,
                 "split": json.dumps(meta["split"]),
+                **split_params(meta["split"]),
+                "duplicates": meta["duplicates"],
                 "pii_scan": cfg.etl.pii_scan,
             },
             metrics={
@@ -118,13 +121,18 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
     for sub in (*SPLITS, REJECTS):
         (tmp / sub).mkdir(parents=True)
-    duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
+    try:
+        duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
+        bounds = splits.time_boundaries(files, cfg, tmp / "_times")
+    except DataQualityError:
+        shutil.rmtree(tmp)
+        raise
     # SPREAD: one file per node first, so a multi-node cluster shares the work.
     task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
     try:
         parts: list[FilePart] = ray.get(
             [
-                task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i])
+                task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i], bounds)
                 for i, f in enumerate(files)
             ]
         )
@@ -132,7 +140,7 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
         shutil.rmtree(tmp)
         raise DataQualityError(str(getattr(exc, "cause", exc))) from None
     try:
-        meta = summarise(cfg, parts, planted)
+        meta = summarise(cfg, parts, planted, bounds)
     except DataQualityError:
         tmp.rename(root / f"failed-{tmp.name.removeprefix('.tmp-')}")
         raise
@@ -176,8 +184,21 @@ def _note(dataset: Dataset) -> str:
     )
 
 
+def split_params(split: dict[str, Any]) -> dict[str, Any]:
+    """The split's key and time boundaries as MLflow params of their own, to filter runs by."""
+    params = {"split_by": split["by"], "split_key": split["key"]}
+    if split["key_column"]:
+        params["split_key"] += f":{split['key_column']}"
+    if split["by"] == "time":
+        params.update(split_val_from=split["val_from"], split_test_from=split["test_from"])
+    return params
+
+
 def summarise(
-    cfg: RelayConfig, parts: list[FilePart], planted: dict[str, int] | None
+    cfg: RelayConfig,
+    parts: list[FilePart],
+    planted: dict[str, int] | None,
+    bounds: splits.Boundaries | None = None,
 ) -> dict[str, Any]:
     """Merge the per-file summaries; enforce the reject-rate and PII-scan policies."""
     counts: Counter[str] = Counter()
@@ -212,6 +233,9 @@ def summarise(
         )
     for finding, count in sorted(found_pii.items()):
         log.warning("undeclared personal data: %s in %d values", finding, count)
+    duplicates = dedupe.policy(cfg)
+    if counts["duplicate_rows"] and duplicates == "keep":
+        log.info("%d duplicate rows kept (etl.duplicates: keep)", counts["duplicate_rows"])
     digest_input = {
         "format": DIGEST_FORMAT,
         "schema": [[f.name, str(f.type)] for f in output_schema(cfg)],
@@ -223,13 +247,14 @@ def summarise(
         "name": cfg.name,
         "digest": digest,
         "digest_input": digest_input,
-        "id_column": cfg.data.id.name,
+        "id_column": cfg.data.id.name if cfg.data.id is not None else None,
+        "duplicates": duplicates,
         "counts": dict(counts),
         "reasons": dict(sorted(reasons.items())),
         "reject_rate": reject_rate,
         "sample_rejects": samples[:5],
         "pii_findings": dict(sorted(found_pii.items())),
-        "split": cfg.etl.split.model_dump(),
+        "split": splits.record(cfg, bounds),
         "seed": cfg.seed,
         "manifest": [part.manifest for part in parts],
         "undeclared_columns": sorted({c for part in parts for c in part.undeclared}),

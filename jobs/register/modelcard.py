@@ -35,7 +35,7 @@ def render(
         f"- Dataset `{meta['digest'][:16]}…` from {cfg.data.source.kind} source, "
         f"{counts.get('rows_in', 0):,} rows in, {counts.get('rows_rejected', 0):,} quarantined "
         f"({meta['reject_rate']:.2%}).",
-        f"- Splits by id hash: train {counts.get('rows_train', 0):,}, "
+        f"- Splits {split_words(meta['split'])}: train {counts.get('rows_train', 0):,}, "
         f"val {counts.get('rows_val', 0):,}, test {counts.get('rows_test', 0):,}.",
         f"- Inputs: {', '.join(c['name'] for c in spec['input_schema'])}.",
         f"- Personal data: declared PII columns {_names(cfg, Role.pii)} are "
@@ -114,6 +114,17 @@ def limitations(
 def _names(cfg: RelayConfig, role: Role) -> str:
     found = [c.name for c in cfg.data.by_role(role)]
     return ", ".join(f"`{n}`" for n in found) if found else "none"
+
+
+def split_words(split: dict[str, Any]) -> str:
+    """How the rows were split, as dataset.json records it (datasets before #17: by id hash)."""
+    if split.get("by") == "time":
+        return (
+            f"by time (`{split['column']}`: val from {split['val_from']}, test from "
+            f"{split['test_from']})"
+        )
+    key, column = split.get("key", "id"), split.get("key_column")
+    return f"by {key} hash" + (f" (`{column}`)" if column else "")
 
 
 def _findings(findings: dict[str, int]) -> str:

@@ -37,7 +37,7 @@ class TrialContext:
     """Everything a trial needs besides its hyper-parameters (small: shipped to each trial)."""
 
     dataset_path: str
-    id_column: str
+    id_column: str | None  # None: the dataset has no id column
     features: dict[str, Any]
     task: str
     epochs: int

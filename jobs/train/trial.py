@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from jobs.data.rowhash import value_hash
+from jobs.data.rowhash import row_hash, value_hash
 from jobs.train.loop import (
     Batch,
     Executor,
@@ -101,8 +101,12 @@ def load_tensors(ctx: TrialContext) -> tuple[torch.Tensor, ...]:
 
 def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     table = pq.read_table(Path(ctx.dataset_path) / split)
-    # Rows in id-hash order: training sees the same sequence whatever the file layout.
-    table = table.take(np.argsort(value_hash(table.column(ctx.id_column)), kind="stable"))
+    # Rows in content order (by id hash, then row hash; rows without an id by row hash):
+    # training sees the same sequence whatever the file layout. Rows tied on both are equal.
+    keys = [row_hash(table, 1), row_hash(table, 0)]
+    if ctx.id_column is not None:
+        keys.append(value_hash(table.column(ctx.id_column)))
+    table = table.take(np.lexsort(keys))
     x = torch.from_numpy(encode(ctx.features, table))
     y = torch.from_numpy(encode_label(ctx.features, table))
     return x, y
