@@ -1,6 +1,6 @@
 """ETL throughput and memory: relay's stage on Ray vs the same transform in plain Python.
 
-Usage: python benchmarks/etl.py --rows 5000000 [--files N]
+Usage: python benchmarks/etl.py --rows 5000000 [--files N] [--timestamps]
 
 The raw files are generated once (cached under .relay/bench/raw). Then each side runs on the same
 files in a fresh child process of this one, one side after the other:
@@ -12,6 +12,12 @@ files in a fresh child process of this one, one side after the other:
 - serial: the same, file after file in the one process: what the parallelism buys.
 Seconds cover the build only; starting Ray or the pool is timed apart. Every side must publish
 the same digest and row count, or the benchmark fails.
+
+Timestamp parsing (`--timestamps` runs only this pair): relay's stage on two copies of the same
+files, written by the same CSV writer, read as `kind: files`: **iso** keeps `application_ts` as
+ISO text (no `format`), **format** writes it as `%m/%d/%Y %H:%M:%S` and declares that format.
+Both must publish the same train/val/test rows (the rejects keep their raw text, so the digests
+differ there); `format_vs_iso` is the ratio of their rows/s.
 
 Memory is measured the same way for every side: the peak, sampled by this parent every 0.2 s,
 of the PSS summed over the child and all its descendants (for relay: GCS, raylet, agents and
@@ -45,6 +51,8 @@ from jobs.etl import buildkey, dedupe, stage, synthetic  # noqa: E402
 from jobs.etl import file as etl_file  # noqa: E402
 
 SIDES = ("relay", "pool", "serial")
+STAMP_SIDES = ("iso", "format")
+STAMP_FORMAT = "%m/%d/%Y %H:%M:%S"
 SAMPLE_S = 0.2
 Starmap = Callable[[Callable[..., Any], Iterable[tuple[Any, ...]]], list[Any]]
 
@@ -61,6 +69,64 @@ def bench_config(rows: int, files: int, state: Path):
             "etl.max_reject_rate": 0.5,
         },
     )
+
+
+def stamp_config(rows: int, files: int, state: Path, folder: Path, side: str):
+    """The demo config reading `folder` as files; `format` declares the timestamps' format."""
+    import yaml
+
+    from cluster.configfile import parse_config
+
+    raw = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    raw["data"]["source"] = {"kind": "files", "path": str(folder / side)}
+    for column in raw["data"]["columns"]:
+        if column["name"] == "application_ts" and side == "format":
+            column["format"] = STAMP_FORMAT
+    raw["runtime"]["state_dir"] = str(state)
+    raw["etl"]["max_reject_rate"] = 0.5
+    return parse_config(raw)
+
+
+def ensure_stamp_copies(cfg: Any, raw_root: Path) -> Path:
+    """Both copies of the generated files (cached): ISO timestamps, and STAMP_FORMAT ones."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv as pacsv
+
+    source = synthetic.folder(cfg.data.source, cfg.seed, raw_root)
+    out = raw_root.parent / "stamps" / source.name
+    if (out / "_done").exists():
+        return out
+    for side in STAMP_SIDES:
+        (out / side).mkdir(parents=True, exist_ok=True)
+    for path in synthetic.generated_files(cfg.data.source, cfg.seed, raw_root):
+        with pacsv.open_csv(path) as reader:
+            text = {n: pa.string() for n in reader.schema.names}
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=text))
+        stamps = table.column("application_ts").cast(pa.timestamp("s"))
+        formatted = pc.strftime(stamps, format=STAMP_FORMAT)
+        position = table.column_names.index("application_ts")
+        for side, column in (("iso", table.column(position)), ("format", formatted)):
+            copy = table.set_column(position, "application_ts", column)
+            pacsv.write_csv(copy, out / side / path.name)
+    (out / "_done").touch()
+    return out
+
+
+def run_stamps(cfg: Any) -> dict[str, Any]:
+    from cluster.compute.runtime import ray_session
+
+    with ray_session(cfg.runtime):
+        t0 = time.perf_counter()
+        dataset = stage.build(cfg)
+        seconds = time.perf_counter() - t0
+    kept = {s: dataset.meta["digest_input"]["splits"][s] for s in etl_file.SPLITS}
+    return {
+        "seconds": seconds,
+        "start_s": 0.0,
+        "digest": json.dumps(kept),
+        "rows_out": dataset.meta["counts"]["rows_out"],
+    }
 
 
 def tree_pss_mb(root_pid: int) -> float:
@@ -185,15 +251,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=0, help="default: 1 per 1.25M rows, >= 4")
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # a child's one side
+    parser.add_argument("--timestamps", action="store_true", help="only the iso/format pair")
+    parser.add_argument("--side", choices=SIDES + STAMP_SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     files = args.files or max(4, -(-args.rows // 1_250_000))
     raw_root = (ROOT / ".relay" / "bench" / "raw").resolve()
-    if args.side:
+    if args.side:  # a child: one side
         state = Path(tempfile.mkdtemp(prefix=f"relay-bench-{args.side}-"))
         cfg = bench_config(args.rows, files, state)
         try:
-            if args.side == "relay":
+            if args.side in STAMP_SIDES:
+                copies = raw_root.parent / "stamps"
+                folder = copies / synthetic.folder(cfg.data.source, cfg.seed, raw_root).name
+                result = run_stamps(stamp_config(args.rows, files, state, folder, args.side))
+            elif args.side == "relay":
                 result = run_relay(cfg, raw_root)
             else:
                 processes = cfg.runtime.num_cpus if args.side == "pool" else 0
@@ -204,11 +275,24 @@ def main() -> None:
         return
     cfg = bench_config(args.rows, files, raw_root.parent / "state")
     ensure_raw(cfg, raw_root)
+    ensure_stamp_copies(cfg, raw_root)
+    figures: dict[str, Any] = {"rows": args.rows, "files": files, "processes": cfg.runtime.num_cpus}
+    stamps = {side: measure(side, args.rows, files) for side in STAMP_SIDES}
+    if len({(result["digest"], result["rows_out"]) for result in stamps.values()}) > 1:
+        raise SystemExit(f"iso and format published different rows: {stamps}")
+    iso, formatted = stamps["iso"], stamps["format"]
+    figures |= {
+        "iso_rows_per_s": round(args.rows / iso["seconds"]),
+        "format_rows_per_s": round(args.rows / formatted["seconds"]),
+        "format_vs_iso": round(iso["seconds"] / formatted["seconds"], 3),
+    }
+    if args.timestamps:
+        print(json.dumps(figures))
+        return
     sides = {side: measure(side, args.rows, files) for side in SIDES}
     relay, pool, serial = sides["relay"], sides["pool"], sides["serial"]
     if len({(result["digest"], result["rows_out"]) for result in sides.values()}) > 1:
         raise SystemExit(f"the sides built different datasets: {sides}")
-    figures: dict[str, Any] = {"rows": args.rows, "files": files, "processes": cfg.runtime.num_cpus}
     for side, result in sides.items():
         figures[f"{side}_rows_per_s"] = round(args.rows / result["seconds"])
     figures |= {
