@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from cluster.errors import RelayError
-from jobs.cli import cluster, data, k8s, lineage, predict, rollout, run, submit, tracking
+from jobs.cli import cluster, data, init, k8s, lineage, predict, rollout, run, submit, tracking
 from jobs.console import fail
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ def _setup() -> None:
         fail(exc)
 
 
+app.command()(init.init)
 app.command()(run.run)
 app.command()(run.validate)
 app.command()(predict.predict)
