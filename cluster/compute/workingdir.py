@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from cluster.config import RelayConfig
 from cluster.errors import ConfigError
+from cluster.tracking.reader import local_store
 from cluster.tracking.tracker import tracking_uri
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # Ray's job supervisor sets it for the driver
@@ -53,7 +54,7 @@ def refuse_ephemeral_state(cfg: RelayConfig) -> None:
             "it on a filesystem the nodes share (--set runtime.state_dir=/shared/relay)"
         )
     uri = tracking_uri(cfg)
-    store = _local_path(uri)
+    store = local_store(uri)
     if store is not None and store.resolve().is_relative_to(working_dir):
         problems.append(
             f"tracking.uri {uri!r} is a store in it: log to a tracking server (start one with "
@@ -64,13 +65,3 @@ def refuse_ephemeral_state(cfg: RelayConfig) -> None:
             f"this Ray job runs in Ray's temporary copy of its working dir ({working_dir}), "
             "deleted with the cluster; " + "; ".join(problems)
         )
-
-
-def _local_path(uri: str) -> Path | None:
-    """The local file or folder of a sqlite, file or bare-path store; None for a server."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///"))
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    return Path(uri) if not parsed.scheme else None
