@@ -25,9 +25,8 @@ MAX_CATEGORIES = 20  # a text column with at most this many distinct values is a
 INT = re.compile(r"^[+-]?\d+$")
 FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 BOOLS = {"true", "false", "yes", "no"}
-ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
-)
+# what ETL's default (ISO 8601) parser accepts: upper-case T and Z, at most 9 fraction digits
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 # strftime patterns tried in order; day-first only wins where month-first cannot parse
 DATE_FORMATS = (
     "%Y/%m/%d",
@@ -202,7 +201,7 @@ def _kind(name: str, present: pa.Array) -> tuple[str, dict[str, Any], str]:
         return "float", {}, f"all {n} values are numbers"
     if pc.all(pc.is_in(pc.utf8_lower(present), pa.array(sorted(BOOLS)))).as_py():
         return "bool", {}, "true/false or yes/no values"
-    if pc.all(pc.match_substring_regex(present, ISO.pattern, ignore_case=True)).as_py():
+    if pc.all(pc.match_substring_regex(present, ISO.pattern)).as_py():
         has_time = bool(pc.any(pc.greater(pc.utf8_length(present), 10)).as_py())
         return "timestamp", {"_time": has_time}, "ISO 8601 dates"
     for fmt in DATE_FORMATS:

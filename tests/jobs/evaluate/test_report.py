@@ -49,6 +49,7 @@ def test_model_card_states_data_lineage_metrics_groups_gates_and_limitations():
         "counts": {"rows_in": 6000, "rows_rejected": 120, "rows_train": 4100, "rows_test": 880},
         "reject_rate": 0.02,
         "pii_findings": {},
+        "split": {"by": "hash", "key": "id", "key_column": "customer_id"},
     }
     spec = {
         "task": "classification",
@@ -70,6 +71,7 @@ def test_model_card_states_data_lineage_metrics_groups_gates_and_limitations():
     assert card.startswith("# Model card: credit version 2\n")
     assert "**Status:** rejected (not served)" in card
     assert "6,000 rows in, 120 quarantined (2.00%)" in card
+    assert "Splits by id hash (`customer_id`): train 4,100" in card
     assert "declared PII columns `email` are dropped" in card
     assert "Sensitive columns (kept out of the inputs, used to measure fairness): `gender`" in card
     assert "- pipeline_run_id: `p1`" in card
