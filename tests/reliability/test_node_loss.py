@@ -41,21 +41,30 @@ ETL_DATA = {"rows": 1_200_000, "files": 3}  # ~3 s per file task: long enough to
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Head + 2 workers (1 CPU each) and a tracking server; stopped by PID even on failure."""
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A state dir with a tracking server, for the module; each test starts its own cluster in
+    it (a test loses nodes: the next must not inherit what is left)."""
     state = str(tmp_path_factory.mktemp("nodeloss") / "state")
     try:
-        record = localcluster.up(state, workers=2, extra_env=FAST_NODE_DEATH)
-        tracking = trackingserver.up(state, port=free_port())
-        for node in record["nodes"]:
-            node["raylet"], node["node_id"] = raylet(node)
-        nodes = {n["node_id"]: n for n in record["nodes"]}
-        yield {"state": state, "record": record, "tracking": tracking["uri"], "nodes": nodes}
+        yield {"state": state, "tracking": trackingserver.up(state, port=free_port())["uri"]}
     finally:
         with suppress(Exception):
             trackingserver.down(state)
-        if localcluster.recorded(state):
-            localcluster.down(state)
+
+
+@pytest.fixture
+def cluster(home: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Head + `request.param` workers (1 CPU each), this test's own; stopped by PID even on
+    failure."""
+    try:
+        record = localcluster.up(home["state"], workers=request.param, extra_env=FAST_NODE_DEATH)
+        for node in record["nodes"]:
+            node["raylet"], node["node_id"] = raylet(node)
+        nodes = {n["node_id"]: n for n in record["nodes"]}
+        yield {**home, "record": record, "nodes": nodes}
+    finally:
+        if localcluster.recorded(home["state"]):
+            localcluster.down(home["state"])
 
 
 def raylet(node: dict[str, Any]) -> tuple[int, str]:
@@ -162,6 +171,7 @@ def children(client: MlflowClient, parent: Any) -> list[Any]:
     )
 
 
+@pytest.mark.parametrize("cluster", [2], indirect=True)  # one to lose, one to carry on
 def test_losing_a_worker_during_etl_gives_the_same_dataset(
     cluster, ray_cluster, make_config, capsys
 ):
@@ -193,14 +203,16 @@ def test_losing_a_worker_during_etl_gives_the_same_dataset(
         print(f"\nETL: node lost at t0, job {info['status']} {recovered:.1f} s later")
 
 
+@pytest.mark.parametrize("cluster", [1], indirect=True)  # a trial on the worker, one on the head
 def test_losing_a_worker_during_tuning_resumes_its_trial_from_a_checkpoint(cluster, capsys):
-    ids = {n["node_id"] for n in localcluster.alive_nodes(cluster["record"])}
-    alive = {i: n for i, n in cluster["nodes"].items() if i in ids}  # the ETL test lost one
-    ((worker_id, worker),) = [(i, n) for i, n in alive.items() if n["name"] != "head"]
-    (head_id,) = [i for i, n in alive.items() if n["name"] == "head"]
+    nodes = cluster["nodes"].items()
+    ((worker_id, worker),) = [(i, n) for i, n in nodes if n["name"] != "head"]
+    (head_id,) = [i for i, n in nodes if n["name"] == "head"]
     client = MlflowClient(tracking_uri=cluster["tracking"])
-    experiment = client.get_experiment_by_name("credit-ci").experiment_id
-    before = {r.info.run_id for r in client.search_runs([experiment])}
+    created = client.get_experiment_by_name("credit-ci")  # by another test of the module, or not
+    before = (
+        {r.info.run_id for r in client.search_runs([created.experiment_id])} if created else set()
+    )
     # ~0.5 s epochs; both trials start at once, one per alive node (1 CPU each).
     epochs = 12
     job = submit(
@@ -210,7 +222,12 @@ def test_losing_a_worker_during_tuning_resumes_its_trial_from_a_checkpoint(clust
     )
 
     def trial_on_worker() -> Any:
-        for run in client.search_runs([experiment], filter_string="tags.`relay.stage` = 'trial'"):
+        found = client.get_experiment_by_name("credit-ci")
+        if found is None:  # the job has not created it yet
+            return None
+        for run in client.search_runs(
+            [found.experiment_id], filter_string="tags.`relay.stage` = 'trial'"
+        ):
             if run.info.run_id in before or run.data.tags.get("relay.node_id") != worker_id:
                 continue
             reported = len(client.get_metric_history(run.info.run_id, "val_loss"))
@@ -222,6 +239,7 @@ def test_losing_a_worker_during_tuning_resumes_its_trial_from_a_checkpoint(clust
     killed = lose(worker)
     finished(cluster, job, timeout=300)
     recovered = time.monotonic() - killed
+    experiment = client.get_experiment_by_name("credit-ci").experiment_id
 
     pipeline = pipeline_run(client, job)
     assert pipeline.info.status == "FINISHED"

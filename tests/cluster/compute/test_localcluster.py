@@ -320,17 +320,33 @@ def test_the_readmes_ray_job_submit_works_and_a_job_keeps_no_record_in_its_worki
         assert words in logs, logs[-3000:]
 
 
-def test_cluster_down_leaves_no_process_behind(cluster):
-    record = cluster["record"]
-    pids = [n["pid"] for n in record["nodes"]]
-    markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
-    result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", cluster["state"]])
+def test_cluster_down_leaves_no_process_behind(tmp_path):
+    """A cluster of its own (head + 1 worker, a job run on it first), so the module's stays up
+    for the other tests whatever their order."""
+    from cluster.compute.submit import Target
+
+    state = str(tmp_path / "state")
+    record = localcluster.up(state, workers=1)
+    try:
+        client = Target.resolve(None, state).client()
+        code = "import ray; ray.init(); print(ray.get(ray.remote(lambda: 41).remote()) + 1)"
+        job = client.submit_job(entrypoint=f'python -c "{code}"')
+        deadline = time.monotonic() + 120
+        while not client.get_job_status(job).is_terminal() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "42" in client.get_job_logs(job)
+        pids = [n["pid"] for n in record["nodes"]]
+        markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
+        result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", state])
+    finally:
+        if localcluster.recorded(state):
+            localcluster.down(state)
     assert result.exit_code == 0, result.output
     assert sorted(json_output(result)["stopped"]) == sorted(pids)
     assert not [p for p in pids if Path(f"/proc/{p}").exists()]
     assert not [pid for m in markers for pid in pids_mentioning(m)]
     assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])
-    assert localcluster.status(cluster["state"]) is None
+    assert localcluster.status(state) is None
 
 
 def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp_path):
