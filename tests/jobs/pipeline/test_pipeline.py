@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cluster.configfile import parse_config
 from cluster.errors import ServingError
-from cluster.tracking.registry import load_verified, resolve
+from cluster.tracking.registry import aliased, load_verified, resolve
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
 from serving.model import Predictor
@@ -60,6 +60,33 @@ def run(ray_cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         yield {"cfg": cfg, "summary": summary, "client": client, "http": http, "token": token}
     serve.shutdown()
+
+
+@pytest.fixture
+def serves_v1_after(run) -> Iterator[None]:
+    """For a test that changes what is served: afterwards the module's state is back (version 1
+    the champion, no challenger, one replica, no alias polling), so no test depends on order."""
+    yield
+    from jobs.deploy.probe import wait_for_version
+    from serving.launch import serve_app
+
+    client, name, cfg = run["client"], run["summary"]["model_name"], run["cfg"]
+    if aliased(client, name, cfg.serve.challenger_alias):
+        client.delete_registered_model_alias(name, cfg.serve.challenger_alias)
+    client.set_registered_model_alias(name, cfg.serve.alias, "1")
+    endpoint, _ = serve_app(cfg, run["summary"]["tracking_uri"])
+    wait_for_version(endpoint, 1)
+
+
+@pytest.fixture
+def other_version(run) -> int:
+    """A registered version besides 1 (the swap test's, or one registered here, unserved)."""
+    client, name = run["client"], run["summary"]["model_name"]
+    versions = {int(v.version) for v in client.search_model_versions(f"name='{name}'")}
+    if versions == {1}:
+        versions.add(runner.run(run["cfg"], until="register")["model_version"])
+        client.set_registered_model_alias(name, run["cfg"].serve.alias, "1")  # as it was
+    return max(versions)
 
 
 def children(client, parent: str) -> list:
@@ -474,12 +501,12 @@ def test_lineage_json_is_typed_and_a_missing_version_or_alias_is_one_line_exit_2
         assert own_stdout(missing) == ""
 
 
-def test_moving_the_alias_swaps_the_served_model_under_load(run):
-    """A second pipeline run registers version 2; its deploy swaps it in while requests flow.
-
-    Runs last in this module: afterwards the champion is version 2.
-    """
-    s, http = run["summary"], run["http"]
+def test_moving_the_alias_swaps_the_served_model_under_load(run, serves_v1_after):
+    """A second pipeline run registers a new version; its deploy swaps it in while requests
+    flow (from version 1, the module's champion)."""
+    s, http, client = run["summary"], run["http"], run["client"]
+    registered = client.search_model_versions(f"name='{s['model_name']}'")
+    new = max(int(v.version) for v in registered) + 1
     record = s["prediction"]["request"]
     stop = threading.Event()
     outcomes: list[tuple[int, int | None]] = []
@@ -504,19 +531,23 @@ def test_moving_the_alias_swaps_the_served_model_under_load(run):
         stop.set()
         generator.join(timeout=60)
     assert not generator.is_alive() and errors == [], errors[:3]
-    assert second["model_version"] == 2
+    assert second["model_version"] == new
     statuses = [status for status, _ in outcomes]
     assert len(statuses) > 50 and set(statuses) == {200}, statuses
     versions = [version for _, version in outcomes]
-    assert versions[0] == 1 and versions[-1] == 2
+    assert versions[0] == 1 and versions[-1] == new
     assert versions == sorted(versions)  # once swapped, never back
 
 
-def test_champion_challenger_rollout_splits_promotes_and_rolls_back(run):
-    """After the swap test: champion is version 2, version 1 is free to be the challenger."""
+def test_champion_challenger_rollout_splits_promotes_and_rolls_back(
+    run, other_version, serves_v1_after
+):
+    """Another version the champion, version 1 its challenger: split, roll back, promote."""
     from jobs.deploy import rollout
 
-    s, http = run["summary"], run["http"]
+    s, http, client = run["summary"], run["http"], run["client"]
+    other = other_version
+    client.set_registered_model_alias(s["model_name"], "champion", str(other))
     cfg = parse_config(
         merge(run["cfg"].model_dump(mode="json"), {"serve": {"challenger_share": 0.5}})
     )
@@ -528,26 +559,25 @@ def test_champion_challenger_rollout_splits_promotes_and_rolls_back(run):
         )
 
     started = rollout.start(cfg, version=1)
-    assert (started["model_version"], started["challenger_version"]) == (2, 1)
+    assert (started["model_version"], started["challenger_version"]) == (other, 1)
     split = versions(200)
-    assert set(split) == {1, 2} and min(split.values()) > 50, split  # 50% +- noise
+    assert set(split) == {1, other} and min(split.values()) > 50, split  # 50% +- noise
 
     rolled_back = rollout.rollback(cfg)
     assert rolled_back["challenger_version"] is None
-    assert versions(30) == Counter({2: 30})
+    assert versions(30) == Counter({other: 30})
 
     rollout.start(cfg, version=1)
     promoted = rollout.promote(cfg)
     assert (promoted["model_version"], promoted["challenger_version"]) == (1, None)
     assert versions(30) == Counter({1: 30})
-    client = run["client"]
-    assert client.get_model_version_by_alias(s["model_name"], "previous").version in (2, "2")
+    assert int(client.get_model_version_by_alias(s["model_name"], "previous").version) == other
     tags = client.get_run(promoted["rollout_run_id"]).data.tags
     assert tags["relay.rollout_action"] == "promote" and tags[STAGE_TAG] == "rollout"
 
 
-def test_polling_replicas_follow_the_alias_without_a_redeploy(run):
-    """After the rollout test: champion is version 1, version 2 holds `previous`."""
+def test_polling_replicas_follow_the_alias_without_a_redeploy(run, other_version, serves_v1_after):
+    """Version 1 the champion, then another, then 1 again: the replicas follow by polling."""
     from jobs.deploy.probe import wait_for_version
     from serving.client import get_json
     from serving.launch import serve_app
@@ -558,7 +588,7 @@ def test_polling_replicas_follow_the_alias_without_a_redeploy(run):
     )
     endpoint, _ = serve_app(cfg, s["tracking_uri"])
     wait_for_version(endpoint, 1)
-    for version in (2, 1):
+    for version in (other_version, 1):
         client.set_registered_model_alias(s["model_name"], "champion", str(version))
         moved = time.monotonic()
         wait_for_version(endpoint, version, timeout=15)  # no deploy: the replica noticed
@@ -647,7 +677,10 @@ REFUSED_PAUSE_S = 0.1
 # controller 2.5 s, requests kept flowing; proxy ~7 s with relay's 2 s proxy health check,
 # ~31 s with Serve's default 10 s). While the proxy is away its port refuses connections:
 # the plain loop fails at most once per REFUSED_PAUSE_S; the client's retries ride it out.
-SERVE_PROCESS_LOSS = {"ray::ServeController": 10.0, "ray::ProxyActor": 15.0}
+# Bounds only a real failure breaks, not a slow machine: the controller's claim is that
+# requests flow meanwhile (30 s: replaced at all); the proxy's 20 s sits between relay's
+# ~7 s and the default's ~31 s, so it breaks only when the 2 s health check is lost.
+SERVE_PROCESS_LOSS = {"ray::ServeController": 30.0, "ray::ProxyActor": 20.0}
 
 
 @pytest.mark.parametrize("title", list(SERVE_PROCESS_LOSS))
@@ -692,11 +725,8 @@ def answers(run: dict[str, Any], endpoint: str) -> bool:
         return False
 
 
-def test_losing_a_replica_under_load_costs_retries_not_failures(run):
-    """Two replicas, one SIGKILLed mid-load: raw HTTP sees a few 500s, the retrying client none.
-
-    Runs last: it redeploys the app with two half-CPU replicas.
-    """
+def test_losing_a_replica_under_load_costs_retries_not_failures(run, serves_v1_after):
+    """Two replicas, one SIGKILLed mid-load: raw HTTP sees a few 500s, the retrying client none."""
     from ray import serve
 
     from serving.launch import serve_app
