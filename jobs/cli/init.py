@@ -63,7 +63,6 @@ def init(
         out.print(
             f"  {spec['name']:<24} {spec['type']:<9} {role:<9} {proposal.reason}",
             highlight=False,
-            markup=False,
         )
     err.print(f"wrote {target} ({chosen}); check it with: relay validate {target}")
     err.print(f"then run it with: relay run {target}")

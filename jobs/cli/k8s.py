@@ -54,7 +54,7 @@ def k8s_validate(
     except RelayError as exc:
         fail(exc)
     for problem in problems:
-        err.print(f"  - {problem}", highlight=False, markup=False)
+        err.print(f"  - {problem}", highlight=False)
     if problems:
         fail(ConfigError(f"{path}: {len(problems)} problem(s) in {len(objects)} objects"))
     out.print(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cluster.configfile import load_config
 from cluster.errors import RelayError
-from jobs.console import err, fail, out
+from jobs.console import err, fail, labelled, out
 
 
 class View(StrEnum):
@@ -89,10 +89,12 @@ def lineage(
 
 
 def _print_tree(c: dict[str, Any]) -> None:
+    from rich.text import Text
     from rich.tree import Tree
 
     m = c["model"]
-    root = Tree(f"[bold]{m['name']} version {m['version']}[/bold]  sha256 {m['sha256'][:16]}…")
+    title = (f"{m['name']} version {m['version']}", "bold")
+    root = Tree(Text.assemble(title, f"  sha256 {m['sha256'][:16]}…"))
     root.add(f"pipeline run {c['pipeline']['run_id']}  git {c['pipeline']['git_commit']}")
     raw = root.add(f"raw files ({len(c['raw_files'])})")
     for f in c["raw_files"]:
@@ -138,7 +140,7 @@ def reproduce(
     except RelayError as exc:
         fail(exc)
     for warning in result["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(labelled("warning:", "yellow", warning), highlight=False)
     print(json.dumps(result))
 
 

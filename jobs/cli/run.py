@@ -92,4 +92,4 @@ def validate(config: ConfigArg) -> None:
             if count is None
             else f"{count} data file{'s' * (count != 1)}"
         )
-        out.print(f"  data.source.path {entry}: {found}", highlight=False, markup=False)
+        out.print(f"  data.source.path {entry}: {found}", highlight=False)

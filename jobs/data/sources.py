@@ -95,13 +95,13 @@ def entry_files(entry: str, fmt: str | None) -> list[RawFile]:
     """The data files one path, folder or glob names; an entry that names none is an error,
     so a mistyped glob in a list cannot silently drop its share of the data."""
     fs, path = filesystem(entry)
-    if _GLOB & set(path):
+    info = fs.get_file_info(path)  # a name that exists as written is never read as a glob
+    if info.type == pafs.FileType.NotFound and _GLOB & set(path):
         base = path[: min(path.index(c) for c in _GLOB if c in path)].rsplit("/", 1)[0]
         infos = [i for i in _listing(fs, base or "/", entry) if fnmatch.fnmatchcase(i.path, path)]
+    elif info.type == pafs.FileType.NotFound:
+        raise ConfigError(f"data.source.path: {entry} does not exist{_relative_to(entry)}")
     else:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise ConfigError(f"data.source.path: {entry} does not exist{_relative_to(entry)}")
         infos = [info] if info.type == pafs.FileType.File else _listing(fs, path, entry)
     found: list[RawFile] = []
     for info in infos:

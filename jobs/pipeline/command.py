@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from cluster.configfile import load_config, parse_overrides
 from cluster.errors import ConfigError, GateFailedError, RelayError, TrackingSpooledError
-from jobs.console import err, out
+from jobs.console import err, labelled, out
 from jobs.gates import report
 from jobs.pipeline import runner
 
@@ -52,7 +53,7 @@ def run_command(
             address=address,
             until=until,
             keep_serving=keep_serving,
-            on_stage=lambda s: err.print(f"[dim]relay ▸ {s}[/dim]"),
+            on_stage=lambda s: err.print(Text(f"relay ▸ {s}", style="dim")),
             on_summary=show if keep_serving else None,
             resume=resume,
         )
@@ -61,12 +62,12 @@ def run_command(
     except GateFailedError as exc:  # recorded and finished: the report says which and by how much
         if not keep_serving:
             show(exc.summary)
-        err.print(f"[red]not promoted:[/red] {exc}", highlight=False)
+        err.print(labelled("not promoted:", "red", exc), highlight=False)
         return exc.exit_code
     except RelayError as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(labelled("error:", "red", exc), highlight=False)
         if isinstance(exc, TrackingSpooledError):
             err.print(f"then continue the run with: relay run {config} --resume", highlight=False)
         return exc.exit_code
@@ -77,18 +78,21 @@ def run_command(
         if debug:
             raise
         err.print(
-            f"[red]unexpected error:[/red] {type(exc).__name__}: {exc}\n"
-            "Rerun with --debug for the traceback.",
-            highlight=False,
+            labelled("unexpected error:", "red", f"{type(exc).__name__}: {exc}"), highlight=False
         )
+        err.print("Rerun with --debug for the traceback.")
         return 1
     return 0
 
 
 def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
     rows = s.get("rows", {})
+    out.print()
     out.print(
-        f"\n[bold]relay pipeline '{s['pipeline']}'[/bold] finished in {s['total_seconds']:.1f} s"
+        Text.assemble(
+            (f"relay pipeline '{s['pipeline']}'", "bold"),
+            f" finished in {s['total_seconds']:.1f} s",
+        )
     )
     out.print(
         f"  dataset    {s['dataset_digest'][:16]}…  {rows.get('rows_out', 0):,} rows, "
@@ -115,7 +119,7 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
             f"(@{s['model_alias']}, sha256 {s['model_sha256'][:16]}…)"
         )
     if "gates" in s:
-        out.print(report.text(s["gates"]), highlight=False, markup=False)
+        out.print(report.text(s["gates"]), highlight=False)
     if "endpoint" in s:
         p = s["prediction"]
         out.print(f"  endpoint   POST {s['endpoint']}")

@@ -68,3 +68,23 @@ def test_a_synthetic_source_needs_no_data_check(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(config)])
     assert result.exit_code == 0, result.stderr
     assert "valid" in result.stdout and "data.source.path" not in result.stdout
+
+
+def test_brackets_in_paths_and_errors_are_printed_as_they_are(data: Path) -> None:
+    """Rich markup is off: ``[/old]`` once crashed the error path, ``[a, b]`` vanished."""
+    missing = "raw[/old]/*.csv"
+    code, _, err = validate(data.parent, missing)
+    assert code == 2 and f"data.source.path: {missing} matches no csv" in err, err
+
+    kept = data.parent / "data [a, b]"
+    kept.mkdir()
+    (kept / "c.csv").write_text("id,age\n1,30\n")
+    code, out, err = validate(data.parent, "data [a, b]")  # a folder that exists is no glob
+    assert code == 0 and "data.source.path data [a, b]: 1 data file" in out, err
+
+    raw = ci_raw()
+    raw["data"]["source"] = {"kind": "files", "path": missing}
+    config = data.parent / "relay.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["run", str(config)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and f"error: data.source.path: {missing}" in result.stderr

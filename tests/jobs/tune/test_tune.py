@@ -166,7 +166,16 @@ def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
         train={"epochs": 6, "batch_size": 64},
     )
     tune_root = Path(cfg.runtime.state_dir) / "tune"
-    ready = lambda: bool(list(tune_root.glob("*/*/checkpoint_000001")))  # noqa: E731
+
+    def ready() -> bool:
+        """The driver has registered the second checkpoint: it deleted the first (num_to_keep=1).
+
+        The folder alone is not enough: the trial writes it before the driver takes the report,
+        and a kill in between restores from the first checkpoint.
+        """
+        seconds = list(tune_root.glob("*/*/checkpoint_000001"))
+        return any(not (c.parent / "checkpoint_000000").exists() for c in seconds)
+
     with ProcessKiller(b"ray::ImplicitFunc", ready) as killer:
         summary = runner.run(cfg, until="tune")
     assert killer.killed, "the trial was never seen running"
