@@ -216,8 +216,8 @@ def plain_build(cfg: Any, raw_root: Path, starmap: Starmap) -> dict[str, Any]:
     for sub in (*etl_file.SPLITS, etl_file.REJECTS):
         (out / sub).mkdir(parents=True)
     ids, shards = out / "_ids", dedupe.shard_count(files)
-    starmap(dedupe._write_keys, [(f, i, cfg, shards, str(ids)) for i, f in enumerate(files)])
-    found = starmap(dedupe._repeats, [(str(ids / f"shard-{s:03d}"),) for s in range(shards)])
+    starmap(dedupe.write_keys, [(f, i, cfg, shards, str(ids)) for i, f in enumerate(files)])
+    found = starmap(dedupe.repeats, [(str(ids / f"shard-{s:03d}"),) for s in range(shards)])
     shutil.rmtree(ids)
     duplicates = dedupe.per_file(found, len(files))
     parts = starmap(

@@ -7,7 +7,6 @@ backoff: minutes) are off, the request timeout is short, and one bounded retry w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -17,7 +16,7 @@ from cluster.tracking import retry
 from cluster.tracking.tracker import unusable
 
 RETRY_SECONDS = 3.0  # a server restarting gets this long; with the timeout, under 15 s in all
-REQUEST_TIMEOUT_SECONDS = "10"  # MLflow's default is 120 s per request
+REQUEST_TIMEOUT_SECONDS = 10.0  # MLflow's default is 120 s per request
 
 
 def local_store(uri: str) -> Path | None:
@@ -41,9 +40,7 @@ def read_client(uri: str) -> Any:
             "Create one with `relay run CONFIG`, or name an existing store with "
             "--tracking-uri, --config or $MLFLOW_TRACKING_URI"
         )
-    retry.own_http_retries(uri)
-    if uri.startswith(("http://", "https://")):
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT_SECONDS)
+    retry.own_http_retries(uri, REQUEST_TIMEOUT_SECONDS)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         retry.retry(lambda: client.search_experiments(max_results=1), RETRY_SECONDS, uri)

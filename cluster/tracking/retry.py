@@ -15,12 +15,15 @@ FIRST_PAUSE_SECONDS = 0.25
 MAX_PAUSE_SECONDS = 2.0  # a server back is noticed within 2 s; a retry costs ~ms
 
 
-def own_http_retries(uri: str) -> None:
+def own_http_retries(uri: str, request_timeout: float | None = None) -> None:
     """Switch MLflow's HTTP retries off (7 with backoff 2: minutes) unless the user set them,
-    so the retry window here is the whole wait rather than multiplied by MLflow's; and its
-    printed run links off when the URI carries a password."""
+    so the retry window here is the whole wait rather than multiplied by MLflow's; with
+    `request_timeout`, one request waits that long (MLflow's default: 120 s); and its printed
+    run links off when the URI carries a password."""
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        if request_timeout is not None:
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{request_timeout:g}")
     if redacted(uri) != uri:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 

@@ -40,9 +40,9 @@ def duplicate_rows(files: list[RawFile], cfg: RelayConfig, work: Path) -> list[n
     import ray
 
     shards = shard_count(files)
-    hash_task = ray.remote(num_cpus=1, max_retries=3)(_write_keys)
+    hash_task = ray.remote(num_cpus=1, max_retries=3)(write_keys)
     ray.get([hash_task.remote(f, i, cfg, shards, str(work)) for i, f in enumerate(files)])
-    find = ray.remote(num_cpus=1, max_retries=3)(_repeats)
+    find = ray.remote(num_cpus=1, max_retries=3)(repeats)
     found = ray.get([find.remote(str(work / f"shard-{s:03d}")) for s in range(shards)])
     shutil.rmtree(work, ignore_errors=True)
     return per_file(found, len(files))
@@ -61,7 +61,7 @@ def shard_count(files: list[RawFile]) -> int:
     return int(min(256, max(1, sum(f.size for f in files) // SHARD_BYTES + 1)))
 
 
-def _write_keys(raw: RawFile, index: int, cfg: RelayConfig, shards: int, work: str) -> int:
+def write_keys(raw: RawFile, index: int, cfg: RelayConfig, shards: int, work: str) -> int:
     try:
         keys = _hash_keys(raw, index, cfg, fast=True)
     except (pa.ArrowInvalid, UnicodeDecodeError):  # the same fallback as the main pass
@@ -96,7 +96,7 @@ def _hash_keys(raw: RawFile, index: int, cfg: RelayConfig, fast: bool) -> np.nda
     return np.concatenate(parts) if parts else np.empty((0, 3), np.uint64)
 
 
-def _repeats(folder: str) -> dict[int, np.ndarray]:
+def repeats(folder: str) -> dict[int, np.ndarray]:
     files = sorted(Path(folder).glob("file-*.npy"))
     keys = np.concatenate([np.load(f) for f in files]) if files else np.empty((0, 3), np.uint64)
     if not len(keys):

@@ -24,6 +24,8 @@ import os
 import shutil
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,26 +121,22 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
     undeclared = [check_columns(f, names, cfg.etl.unknown_columns) for f in files]
 
     tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
-    for sub in (*SPLITS, REJECTS):
-        (tmp / sub).mkdir(parents=True)
-    try:
+    with _removed_on_error(tmp):
+        for sub in (*SPLITS, REJECTS):
+            (tmp / sub).mkdir(parents=True)
         duplicates = dedupe.duplicate_rows(files, cfg, tmp / "_ids")
         bounds = splits.time_boundaries(files, cfg, tmp / "_times")
-    except DataQualityError:
-        shutil.rmtree(tmp)
-        raise
-    # SPREAD: one file per node first, so a multi-node cluster shares the work.
-    task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
-    try:
-        parts: list[FilePart] = ray.get(
-            [
-                task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i], bounds)
-                for i, f in enumerate(files)
-            ]
-        )
-    except DataQualityError as exc:  # a file refused whole: its message, not Ray's traceback
-        shutil.rmtree(tmp)
-        raise DataQualityError(str(getattr(exc, "cause", exc))) from None
+        # SPREAD: one file per node first, so a multi-node cluster shares the work.
+        task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
+        try:
+            parts: list[FilePart] = ray.get(
+                [
+                    task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i], bounds)
+                    for i, f in enumerate(files)
+                ]
+            )
+        except DataQualityError as exc:  # a file refused whole: its message, not Ray's traceback
+            raise DataQualityError(str(getattr(exc, "cause", exc))) from None
     try:
         meta = summarise(cfg, parts, planted, bounds)
     except DataQualityError:
@@ -157,6 +155,16 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
     dataset = Dataset.open(final)
     dataset.node_ids = sorted({p.node_id for p in parts})
     return dataset
+
+
+@contextmanager
+def _removed_on_error(tmp: Path) -> Iterator[None]:
+    """A build that fails before its rows are summarised leaves nothing behind."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _published(root: Path, key: str) -> Path | None:
