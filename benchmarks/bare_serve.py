@@ -29,9 +29,9 @@ def make_app(tracking_uri: str, model_name: str, token_file: str) -> Any:
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     ref = resolve(client, model_name, "champion")
-    spec, tensors = load_verified(client, ref)
+    spec, files = load_verified(client, ref)
     predictor, request = (
-        Predictor(spec, tensors),
+        Predictor(spec, files),
         request_model(spec["input_schema"], spec["features"]),
     )
     info = {"model_name": ref.name, "model_version": ref.version, "run_id": ref.run_id}

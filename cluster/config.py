@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-HYPERPARAMETERS = ("lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout")
-
 
 class Strict(BaseModel):
     """Unknown keys are errors: a typo must not silently fall back to a default.
@@ -343,6 +341,17 @@ class ModelConfig(Strict):
     task: Literal["classification", "regression"] = Field(
         "classification", description="classification needs a category label."
     )
+    family: Literal["mlp", "linear", "gbdt"] = Field(
+        "mlp",
+        description="The model family: mlp (relay's network), linear (logistic / linear "
+        "regression, the baseline) or gbdt (XGBoost gradient-boosted trees). Each declares "
+        "its own hyper-parameters.",
+    )
+    hyperparameters: dict[str, float | int | str] = Field(
+        default_factory=dict,
+        description="Fixed values for the family's hyper-parameters that are not searched "
+        "(checked against the family's declaration).",
+    )
 
 
 class SearchParam(Strict):
@@ -366,15 +375,6 @@ class SearchParam(Strict):
         return self
 
 
-def _default_space() -> dict[str, SearchParam]:
-    return {
-        "lr": SearchParam(type="loguniform", low=1e-3, high=3e-2),
-        "hidden_size": SearchParam(type="choice", values=[32, 64]),
-        "depth": SearchParam(type="choice", values=[1, 2]),
-        "weight_decay": SearchParam(type="loguniform", low=1e-6, high=1e-3),
-    }
-
-
 class TuneConfig(Strict):
     num_samples: int = Field(4, ge=1, description="Trials to sample (per grid point).")
     max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
@@ -394,19 +394,15 @@ class TuneConfig(Strict):
         description="Where Tune and Train keep checkpoints: a folder or an object-store URI "
         "(s3://, gs://; credentials from the environment); default <state_dir>/tune.",
     )
-    search_space: dict[str, SearchParam] = Field(
-        default_factory=_default_space,
-        description=f"Hyper-parameters to search; keys among {list(HYPERPARAMETERS)}.",
+    search_space: dict[str, SearchParam] | None = Field(
+        None,
+        description="Hyper-parameters to search, keys among model.family's hyper-parameters "
+        "(checked before any Ray work); default the family's own small space.",
     )
 
     @model_validator(mode="after")
-    def _known_keys(self) -> TuneConfig:
-        unknown = sorted(set(self.search_space) - set(HYPERPARAMETERS))
-        if unknown:
-            raise ValueError(
-                f"unknown hyper-parameter(s) {unknown}; expected keys among {list(HYPERPARAMETERS)}"
-            )
-        grids = sorted(k for k, p in self.search_space.items() if p.type == "grid")
+    def _optuna_grids(self) -> TuneConfig:
+        grids = sorted(k for k, p in (self.search_space or {}).items() if p.type == "grid")
         if self.search == "optuna" and grids:
             raise ValueError(
                 f"search optuna cannot expand grid parameter(s) {grids}: "

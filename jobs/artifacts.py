@@ -11,8 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    import torch
-
     from serving.model import Predictor
 
 META = "dataset.json"  # a dataset folder's metadata
@@ -60,13 +58,13 @@ class Evaluation:
     run_id: str
     metrics: dict[str, float]
     spec: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
+    files: dict[str, bytes]  # the bundle's weight files, in the family's format
     groups: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
 
     def predictor(self) -> Predictor:
         from serving.model import Predictor
 
-        return Predictor(self.spec, self.state_dict)
+        return Predictor(self.spec, self.files)
 
 
 @dataclass

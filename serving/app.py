@@ -245,8 +245,8 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 if loaded and loaded.ref.version == version:
                     return loaded
             ref = resolve(self.client, self.args.model_name, str(version))
-            spec, tensors = load_verified(self.client, ref)
-            return Served(ref, Predictor(spec, tensors), spec)
+            spec, files = load_verified(self.client, ref)
+            return Served(ref, Predictor(spec, files), spec)
 
         @api.get("/healthz")
         def healthz(self) -> dict[str, Any]:

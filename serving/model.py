@@ -1,4 +1,4 @@
-"""The torch model and the predictor built from a bundle's spec and weights."""
+"""The predictor: raw records (or an Arrow table) to answers, for a model of any family."""
 
 from __future__ import annotations
 
@@ -6,51 +6,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
-from torch import nn
 
+from serving import families
 from serving.features import encode, encode_records
-
-
-class MLP(nn.Module):
-    """A plain multi-layer perceptron; its shape is fully described by the spec."""
-
-    def __init__(
-        self, n_inputs: int, n_outputs: int, hidden_size: int, depth: int, dropout: float = 0.0
-    ):
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = n_inputs
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden_size), nn.ReLU()]
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = hidden_size
-        layers.append(nn.Linear(width, n_outputs))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def build_model(architecture: dict[str, Any]) -> MLP:
-    return MLP(
-        n_inputs=int(architecture["n_inputs"]),
-        n_outputs=int(architecture["n_outputs"]),
-        hidden_size=int(architecture["hidden_size"]),
-        depth=int(architecture["depth"]),
-        dropout=float(architecture.get("dropout", 0.0)),
-    )
 
 
 class Predictor:
     """Turns raw records (or an Arrow table) into predictions, exactly as served."""
 
-    def __init__(self, spec: dict[str, Any], state_dict: dict[str, torch.Tensor]):
+    def __init__(self, spec: dict[str, Any], files: dict[str, bytes]):
         self.spec = spec
-        self.model = build_model(spec["architecture"])
-        self.model.load_state_dict(state_dict)
-        self.model.eval()
+        self.score = families.load(spec, files)
 
     def predict_table(self, table: pa.Table) -> np.ndarray:
         """Probabilities (n, classes) for classification, values (n,) for regression."""
@@ -61,12 +27,11 @@ class Predictor:
         return self.format(self._predict(encode_records(self.spec["features"], records)))
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = self.model(torch.from_numpy(features))
+        out = self.score(features)
         if self.spec["task"] == "classification":
-            return torch.softmax(out, dim=1).numpy()
+            return out
         label = self.spec["features"]["label"]
-        return out[:, 0].numpy() * label["std"] + label["mean"]
+        return out * label["std"] + label["mean"]
 
     def format(self, output: np.ndarray) -> list[dict[str, Any]]:
         if self.spec["task"] == "classification":

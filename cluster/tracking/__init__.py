@@ -1,2 +1,2 @@
 """MLflow: the Tracker (retry, then spool while the server is down), the model registry and
-bundle (safetensors + spec + sha256), and the loopback tracking server."""
+bundle (spec + weight files + sha256), and the loopback tracking server."""

@@ -1,7 +1,8 @@
-"""The model bundle: safetensors weights + a JSON spec, addressed by sha256.
+"""The model bundle: a JSON spec and the weight files it names, addressed by sha256.
 
-This is the only model format that crosses the trust boundary into serving: nothing in it
-is unpickled, and a bundle whose bytes differ from the registered digest is refused.
+This is the only model format that crosses the trust boundary into serving: the weight files
+are in formats that load without pickle (safetensors, a library's own JSON/UBJ), and a bundle
+whose bytes differ from the registered digest is refused before any of it is loaded.
 """
 
 from __future__ import annotations
@@ -13,38 +14,40 @@ from typing import Any
 from cluster.digests import folder_sha256
 from cluster.errors import ServingError
 
-WEIGHTS = "model.safetensors"
 SPEC = "spec.json"
-FILES = (WEIGHTS, SPEC)
+LEGACY_FILES = ["model.safetensors"]  # bundles written before the spec listed its files
 
 
-def bundle_sha256(folder: Path) -> str:
-    return folder_sha256(folder, FILES)
+def files_of(spec: dict[str, Any]) -> list[str]:
+    return list(spec.get("files", LEGACY_FILES))
 
 
-def write_bundle(folder: Path, state_dict: dict[str, Any], spec: dict[str, Any]) -> str:
-    """Write weights and spec; return the bundle digest to record at registration."""
-    from safetensors.torch import save_file
+def bundle_sha256(folder: Path, spec: dict[str, Any]) -> str:
+    return folder_sha256(folder, [SPEC, *files_of(spec)])
 
+
+def write_bundle(folder: Path, files: dict[str, bytes], spec: dict[str, Any]) -> str:
+    """Write the weight files and a spec naming them; return the digest to register."""
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(folder / WEIGHTS))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    spec = {**spec, "files": sorted(files)}
     (folder / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))
-    return bundle_sha256(folder)
+    return bundle_sha256(folder, spec)
 
 
-def read_bundle(folder: Path, expected_sha256: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Verify the digest first, then load (spec, tensors); a mismatch refuses to load."""
-    from safetensors.torch import load_file
-
-    missing = [name for name in FILES if not (folder / name).is_file()]
+def read_bundle(folder: Path, expected_sha256: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Verify the digest first, then return (spec, weight files' bytes); a mismatch refuses."""
+    if not (folder / SPEC).is_file():
+        raise ServingError(f"model bundle at {folder} is missing {SPEC}")
+    spec = json.loads((folder / SPEC).read_text())
+    missing = [name for name in files_of(spec) if not (folder / name).is_file()]
     if missing:
         raise ServingError(f"model bundle at {folder} is missing {missing}")
-    actual = bundle_sha256(folder)
+    actual = bundle_sha256(folder, spec)
     if actual != expected_sha256:
         raise ServingError(
             f"model bundle at {folder} fails its integrity check: sha256 {actual} does not "
             f"match the registered {expected_sha256}; refusing to serve it"
         )
-    spec = json.loads((folder / SPEC).read_text())
-    return spec, load_file(str(folder / WEIGHTS))
+    return spec, {name: (folder / name).read_bytes() for name in files_of(spec)}

@@ -105,6 +105,7 @@ def render(name: str, data: str, task: str, proposals: list[Any], rows: int, tar
             "model:",
             f"  name: {name}",
             f"  task: {task}",
+            "  family: mlp  # or linear (the baseline), gbdt (XGBoost trees): see relay's README",
             "",
             "tune:  # a small search to start with; widen it once the pipeline runs",
             "  num_samples: 4",

@@ -78,9 +78,11 @@ def validate(config: ConfigArg) -> None:
     """
     from cluster.config import FileSource
     from jobs.data.sources import offline_counts
+    from jobs.models import families
 
     try:
         cfg = load_config(config)
+        families.check(cfg)
         source = cfg.data.source
         counts = offline_counts(source) if isinstance(source, FileSource) else {}
     except RelayError as exc:

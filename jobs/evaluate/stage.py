@@ -15,24 +15,41 @@ import numpy as np
 
 from cluster.config import DriftGate, RelayConfig
 from jobs.artifacts import Dataset, Evaluation, TuneOutcome
-from jobs.data.sources import filesystem
 from jobs.metrics import drift
 from jobs.metrics.groups import group_metrics
 from jobs.metrics.task import metrics_of, true_values
+from jobs.models import families
 from jobs.progress import StageRuns
-from jobs.train.loop import CHECKPOINT_FILE, architecture, read_checkpoint
+from jobs.train.context import TrialContext
 
-SPEC_FORMAT = "relay.mlp/1"
+SPEC_FORMAT = "relay.model/2"
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # group values are data: MLflow refuses other characters
 
 
-def model_spec(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome) -> dict[str, Any]:
-    """Everything needed to rebuild and feed the model, without the training code."""
+def exported(
+    cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The spec (everything needed to rebuild and feed the model, without the training code)
+    and the weight files, from the best trial's checkpoint."""
+    chosen = families.family(cfg)
     features = dataset.meta["features"]
+    ctx = TrialContext(
+        dataset_path=str(dataset.path),
+        id_column=dataset.meta["id_column"],
+        features=features,
+        task=cfg.model.task,
+        epochs=cfg.train.epochs,
+        seed=cfg.seed,
+        defaults={},
+        threads=1,
+        network=chosen.name,
+    )
+    architecture, files = chosen.export(outcome.checkpoint_path, outcome.hyperparameters, ctx)
     return {
         "format": SPEC_FORMAT,
+        "family": chosen.name,
         "task": cfg.model.task,
-        "architecture": architecture(features, cfg.model.task, outcome.hyperparameters),
+        "architecture": architecture,
         "features": features,
         "input_schema": dataset.meta["input_schema"],
         "hyperparameters": outcome.hyperparameters,
@@ -40,19 +57,12 @@ def model_spec(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome) -> dict
         "trial_run_id": outcome.best_run_id,
         # the training split's distributions: a later run measures its drift against them
         "reference": drift.reference(dataset.split("train"), features, reference_bins(cfg)),
-    }
+    }, files
 
 
 def reference_bins(cfg: RelayConfig) -> int:
     drift_gate = cfg.gates.data.drift or DriftGate()
     return drift_gate.bins
-
-
-def load_checkpoint(location: str) -> dict[str, Any]:
-    """The checkpoint file from a local folder or an object store, without pickle."""
-    fs, path = filesystem(f"{location.rstrip('/')}/{CHECKPOINT_FILE}")
-    with fs.open_input_file(path) as handle:
-        return read_checkpoint(handle.read())
 
 
 def restore(
@@ -65,9 +75,8 @@ def restore(
 
 
 def _model(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, run_id: str) -> Evaluation:
-    state = load_checkpoint(outcome.checkpoint_path)
-    spec = model_spec(cfg, dataset, outcome)
-    return Evaluation(run_id=run_id, metrics={}, spec=spec, state_dict=state["model"])
+    spec, files = exported(cfg, dataset, outcome)
+    return Evaluation(run_id=run_id, metrics={}, spec=spec, files=files)
 
 
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:

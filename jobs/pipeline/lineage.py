@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cluster.config import HYPERPARAMETERS, TrainConfig
 from cluster.errors import ConfigError
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from cluster.tracking.values import decode
+from jobs.models import families
 
 CHAIN_KEYS = (
     "model",
@@ -31,8 +31,8 @@ CHAIN_KEYS = (
     "evaluation",
     "deployments",
 )
-# a trial's params are its hyper-parameters: the train settings declare their types
-HYPERPARAMETER_KINDS = {k: TrainConfig.model_fields[k].annotation for k in HYPERPARAMETERS}
+# a trial's params are its hyper-parameters: the families declare their types
+HYPERPARAMETER_KINDS = families.kinds()
 NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 
 

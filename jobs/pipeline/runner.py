@@ -32,6 +32,7 @@ from jobs.deploy import stage as deploy
 from jobs.etl import stage as etl
 from jobs.evaluate import stage as evaluate
 from jobs.gates.report import headline
+from jobs.models import families
 from jobs.pipeline import lineage
 from jobs.register import stage as register
 from jobs.tune import stage as tune
@@ -81,6 +82,7 @@ def run(
         yield
         timings[name] = round(time.perf_counter() - t0, 2)
 
+    families.check(cfg)  # hyper-parameters the model family does not declare: before any Ray
     refuse_ephemeral_state(cfg)  # a Ray job's working dir goes with the cluster
     ensure_writable(cfg.runtime.state_dir, "runtime.state_dir")
     if cfg.tune.storage_path and "://" not in cfg.tune.storage_path:

@@ -1,1 +1,1 @@
-"""Stage register: the safetensors bundle, a model version, the alias the gates decide."""
+"""Stage register: the model bundle (spec + weight files), a version, the alias gates decide."""

@@ -1,4 +1,4 @@
-"""Registration: write the safetensors bundle beside the best trial, register a version, and
+"""Registration: write the model bundle beside the best trial, register a version, and
 promote it only if every gate passes.
 
 The version points at the trial run that trained it and carries its sha256, the lineage ids
@@ -36,7 +36,7 @@ def run(
     with runs.open("register") as run_id:
         with tempfile.TemporaryDirectory(prefix="relay-bundle-") as tmp:
             folder = Path(tmp) / BUNDLE_PATH
-            sha = write_bundle(folder, evaluation.state_dict, evaluation.spec)
+            sha = write_bundle(folder, evaluation.files, evaluation.spec)
             tracker.log_artifacts(outcome.best_run_id, folder, artifact_path=BUNDLE_PATH)
         name = cfg.model.name
         try:

@@ -1,67 +1,22 @@
-"""A trial as a Ray Train TorchTrainer run: `workers_per_trial` DDP workers, one loop.
-
-Ray 2.58 runs Train V2, where a Tuner cannot wrap a trainer: the trial function builds the
-trainer itself and `TuneReportCallback` forwards rank 0's reports to Tune. The run is named
-after the trial, so a trial Tune restarts resumes its Train run from the last checkpoint.
-Data reaches the workers as Ray Data shards; the splits are materialised before the workers
-start, because workers that wait for data while holding every CPU would starve Ray Data.
-"""
+"""A torch trial as a Ray Train TorchTrainer run (`jobs.train.distributed`): each of the
+`workers_per_trial` DDP workers runs the shared loop over its Ray Data shards."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from jobs.train.loop import Executor, TrialContext, loop, quiet_checkpoint_logs
-
-# Each report waits for the controller's poll; Ray's 2 s default dominated small epochs.
-HEALTH_CHECK_INTERVAL = ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+from jobs.train import distributed
+from jobs.train.context import TrialContext
+from jobs.train.loop import Executor, loop, quiet_checkpoint_logs
 
 
 def fit_distributed(hp: dict[str, Any], ctx: TrialContext) -> None:
     """Runs in the Tune trial's process; blocks until the Train run ends."""
-    from ray import tune
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    os.environ.setdefault(*HEALTH_CHECK_INTERVAL)  # propagated to the controller and workers
-    datasets = {split: encoded_split(ctx, split).materialize() for split in ("train", "val")}
-    resources: dict[str, float] = {"CPU": ctx.cpus_per_worker}
-    if ctx.use_gpu:
-        resources["GPU"] = 1
-    trainer = TorchTrainer(
-        worker_loop,
-        train_loop_config={"hp": hp, "ctx": ctx},
-        scaling_config=ScalingConfig(
-            num_workers=ctx.workers, use_gpu=ctx.use_gpu, resources_per_worker=resources
-        ),
-        datasets=datasets,
-        run_config=RunConfig(
-            name=f"{ctx.run_name}-{tune.get_context().get_trial_id()}",
-            storage_path=ctx.storage_path,
-            callbacks=[TuneReportCallback()],
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
-        ),
-    )
-    trainer.fit()
-
-
-def encoded_split(ctx: TrialContext, split: str) -> Any:
-    """The split as a Ray Dataset of {x: float32[n_features], y: label}, encoded like serving."""
-    import ray
-
-    from serving.features import encode, encode_label
-
-    def to_tensors(table: Any) -> dict[str, Any]:
-        return {"x": encode(ctx.features, table), "y": encode_label(ctx.features, table)}
-
-    return ray.data.read_parquet(str(Path(ctx.dataset_path) / split)).map_batches(
-        to_tensors, batch_format="pyarrow"
-    )
+    distributed.fit(TorchTrainer, worker_loop, hp, ctx)
 
 
 class ShardData:

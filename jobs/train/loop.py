@@ -24,31 +24,13 @@ import torch
 from torch import nn
 
 from cluster.seeds import derive_seed
+from jobs.train.context import TrialContext
+from serving.families.torchnet import build_model
 from serving.features import feature_names
-from serving.model import build_model
 
 CHECKPOINT_FILE = "checkpoint.pt"
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything a trial needs besides its hyper-parameters (small: shipped to each trial)."""
-
-    dataset_path: str
-    id_column: str | None  # None: the dataset has no id column
-    features: dict[str, Any]
-    task: str
-    epochs: int
-    seed: int
-    defaults: dict[str, Any]
-    threads: int
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    use_gpu: bool = False
-    storage_path: str = ""  # where DDP trials keep their Ray Train runs
-    run_name: str = ""  # prefix of those runs' names (unique per tune run)
 
 
 class Data(Protocol):
@@ -70,22 +52,15 @@ class Executor:
     node_id: str = ""
 
 
-def hyperparameters(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
-    """The trial's sampled values over the configured defaults, with stable types."""
-    merged = {**ctx.defaults, **config}
-    for key in ("hidden_size", "depth", "batch_size"):
-        merged[key] = int(merged[key])
-    for key in ("lr", "weight_decay", "dropout"):
-        merged[key] = float(merged[key])
-    return merged
-
-
-def architecture(features: dict[str, Any], task: str, hp: dict[str, Any]) -> dict[str, Any]:
-    n_outputs = len(features["label"]["classes"]) if task == "classification" else 1
+def architecture(ctx: TrialContext, hp: dict[str, Any]) -> dict[str, Any]:
+    """The network's shape for the spec: serving rebuilds it from this alone."""
+    features = ctx.features
+    n_outputs = len(features["label"]["classes"]) if ctx.task == "classification" else 1
+    shape = {"type": "mlp", "n_inputs": len(feature_names(features)), "n_outputs": n_outputs}
+    if ctx.network == "linear":
+        return {**shape, "hidden_size": 0, "depth": 0, "dropout": 0.0}
     return {
-        "type": "mlp",
-        "n_inputs": len(feature_names(features)),
-        "n_outputs": n_outputs,
+        **shape,
         "hidden_size": hp["hidden_size"],
         "depth": hp["depth"],
         "dropout": hp["dropout"],
@@ -103,7 +78,7 @@ def loop(
     """Train epochs from the checkpoint (if any); report metrics and a checkpoint per epoch."""
     seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
     torch.manual_seed(seed)
-    model = build_model(architecture(ctx.features, ctx.task, hp))
+    model = build_model(architecture(ctx, hp))
     start_epoch, optimizer_state = 0, None
     if ex.checkpoint:
         with ex.checkpoint.as_directory() as folder:

@@ -5,23 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 
-from jobs.data.rowhash import row_hash, value_hash
-from jobs.train.loop import (
-    Batch,
-    Executor,
-    TrialContext,
-    hyperparameters,
-    loop,
-    quiet_checkpoint_logs,
-)
-from serving.features import encode, encode_label
+from jobs.train.arrays import load_arrays
+from jobs.train.context import TrialContext, hyperparameters
+from jobs.train.loop import Batch, Executor, loop, quiet_checkpoint_logs
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +90,8 @@ def load_tensors(ctx: TrialContext) -> tuple[torch.Tensor, ...]:
 
 
 def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    table = pq.read_table(Path(ctx.dataset_path) / split)
-    # Rows in content order (by id hash, then row hash; rows without an id by row hash):
-    # training sees the same sequence whatever the file layout. Rows tied on both are equal.
-    keys = [row_hash(table, 1), row_hash(table, 0)]
-    if ctx.id_column is not None:
-        keys.append(value_hash(table.column(ctx.id_column)))
-    table = table.take(np.lexsort(keys))
-    x = torch.from_numpy(encode(ctx.features, table))
-    y = torch.from_numpy(encode_label(ctx.features, table))
-    return x, y
+    x, y = load_arrays(ctx, split)
+    return torch.from_numpy(x), torch.from_numpy(y)
 
 
 def pick_device(gpu_ids: list[Any]) -> torch.device:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -22,9 +23,9 @@ from cluster.errors import ConfigError
 from cluster.tracking.tracker import Tracker
 from jobs.artifacts import Dataset, TuneOutcome
 from jobs.metrics import plots
+from jobs.models import families
 from jobs.progress import StageRuns
-from jobs.train.loop import TrialContext, hyperparameters
-from jobs.train.trial import trial
+from jobs.train.context import TrialContext, hyperparameters
 from jobs.tune.trialruns import TrialRuns
 
 # A DDP trial's own process only waits on its TorchTrainer; Tune refuses an empty request.
@@ -99,9 +100,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
     storage = storage_root(cfg)
     with runs.open("tune") as run_id:
         name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
-        defaults = cfg.train.model_dump(
-            include={"lr", "hidden_size", "depth", "weight_decay", "batch_size", "dropout"}
-        )
+        chosen = families.family(cfg)
+        defaults = families.defaults(cfg)
         ctx = TrialContext(
             dataset_path=str(dataset.path),
             id_column=dataset.meta["id_column"],
@@ -116,6 +116,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
             use_gpu=gpu,
             storage_path=f"{storage}/train",
             run_name=name,
+            network=chosen.name,
+            kinds={k: hp.kind for k, hp in chosen.hyperparameters.items()},
         )
         tracker.log(
             run_id,
@@ -125,27 +127,33 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
                 "metric": cfg.tune.metric,
                 "mode": cfg.tune.mode,
                 "epochs": cfg.train.epochs,
+                "family": chosen.name,
                 "max_concurrent_trials": cfg.tune.max_concurrent_trials,
                 "use_gpu": gpu,
                 "workers_per_trial": cfg.train.workers_per_trial,
                 "search": cfg.tune.search,
                 "search_space": {
-                    k: v.model_dump(exclude_none=True) for k, v in cfg.tune.search_space.items()
+                    k: v.model_dump(exclude_none=True) for k, v in families.space(cfg).items()
                 },
                 "dataset_digest": dataset.digest,
             },
         )
+        max_t = chosen.iterations(cfg.train.epochs, defaults, families.space(cfg))
+        # a family whose early iterations say little (boosting rounds) sets a floor
+        grace = max(cfg.tune.grace_period, math.ceil(chosen.min_grace_share * max_t))
         scheduler = (
             ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=cfg.train.epochs,
-                grace_period=min(cfg.tune.grace_period, cfg.train.epochs),
+                time_attr="epoch",  # epochs, boosting rounds: what each result counts
+                max_t=max_t,
+                grace_period=min(grace, max_t),
                 reduction_factor=cfg.tune.reduction_factor,
             )
             if cfg.tune.scheduler == "asha"
             else FIFOScheduler()
         )
-        trainable = tune.with_resources(tune.with_parameters(trial, ctx=ctx), resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(chosen.trainable(), ctx=ctx), resources
+        )
         trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults)
         if tune.Tuner.can_restore(f"{storage}/{name}"):
             tuner = tune.Tuner.restore(
@@ -217,7 +225,7 @@ def _new_tuner(
 
     return tune.Tuner(
         trainable,
-        param_space=search_space(cfg.tune.search_space),
+        param_space=search_space(families.space(cfg)),
         tune_config=tune.TuneConfig(
             metric=cfg.tune.metric,
             mode=cfg.tune.mode,

@@ -108,8 +108,9 @@ class TrialRuns(Callback):
         self._logged[run_id] = epoch
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        epochs = int((trial.last_result or {}).get("epoch", 0))
-        self._close(trial, "completed" if epochs >= self.epochs else "early_stopped", epochs)
+        last = trial.last_result or {}
+        epochs, planned = int(last.get("epoch", 0)), int(last.get("epochs_total", self.epochs))
+        self._close(trial, "completed" if epochs >= planned else "early_stopped", epochs)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts a failed trial (a lost node, a crash) from its last checkpoint: the run

@@ -146,8 +146,8 @@ def test_four_date_formats_a_time_split_an_auto_label_and_an_unseen_store(
     with init_then_run(tmp_path / "events.csv", "segment", {}, *split) as (specs, cfg, summary):
         uri = summary["tracking_uri"]
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        spec, tensors = load_verified(client, resolve(client, cfg.model.name, "champion"))
-        predictor = Predictor(spec, tensors)
+        spec, files = load_verified(client, resolve(client, cfg.model.name, "champion"))
+        predictor = Predictor(spec, files)
         token = Path(summary["token_file"]).read_text().strip()
         answers = {}
         with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:

@@ -92,7 +92,7 @@ def test_timestamp_parts_and_learned_categories_serve_as_they_trained(served, tm
     client = MlflowClient(
         tracking_uri=summary["tracking_uri"], registry_uri=summary["tracking_uri"]
     )
-    spec, tensors = load_verified(client, resolve(client, cfg.model.name, "champion"))
+    spec, files = load_verified(client, resolve(client, cfg.model.name, "champion"))
     features = spec["features"]
     assert [f["name"] for f in features["numeric"]] == [
         "placed.year",
@@ -107,7 +107,7 @@ def test_timestamp_parts_and_learned_categories_serve_as_they_trained(served, tm
     assert sorted(features["label"]["classes"]) == ["no", "yes"]
 
     token = Path(summary["token_file"]).read_text().strip()
-    predictor = Predictor(spec, tensors)
+    predictor = Predictor(spec, files)
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         answers = {}
         for shop in ("a", "d", "never-seen"):

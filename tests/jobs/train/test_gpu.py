@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from jobs.train.loop import CHECKPOINT_FILE, Executor, TrialContext, loop, read_checkpoint
+from jobs.train.context import TrialContext
+from jobs.train.loop import CHECKPOINT_FILE, Executor, loop, read_checkpoint
 from jobs.train.trial import TensorData, pick_device
 
 needs_cuda = pytest.mark.skipif(

@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from jobs.train.loop import Executor, TrialContext, hyperparameters, loop
+from jobs.models.torchnets import MLP
+from jobs.train.context import TrialContext, hyperparameters
+from jobs.train.loop import Executor, loop
 from jobs.train.trial import TensorData, load_tensors
 
 
@@ -33,6 +35,7 @@ def undisturbed(
         seed=seed,
         defaults={},
         threads=1,
+        kinds={k: hp.kind for k, hp in MLP.hyperparameters.items()},  # MLflow params are text
     )
     hp = hyperparameters(params, ctx)
     results: list[dict[str, Any]] = []

@@ -17,8 +17,9 @@ from cluster.errors import ConfigError
 from cluster.tracking.tracker import Tracker
 from jobs.pipeline import runner
 from jobs.tune.stage import DDP_DRIVER_RESOURCES, trial_resources, trial_slots, use_gpu
-from tests.conftest import ROOT, ProcessKiller, ci_raw, merge, write_csv
+from tests.conftest import ROOT, ProcessKiller, ci_raw, merge
 from tests.jobs.train.undisturbed import undisturbed
+from tests.tasks import task_config
 
 
 @pytest.mark.parametrize(
@@ -78,32 +79,6 @@ def test_same_config_and_data_give_the_same_best_trial(ray_cluster, make_config)
         assert second["best_val"][key] == pytest.approx(value, abs=1e-6)
 
 
-def write_with_signal(raw: Path, task: str, rows: int = 8000) -> None:
-    """The synthetic rows, with home_ownership (multiclass) or loan_amount (regression) made a
-    noisy function of age, late_payments and region: a label a model can learn."""
-    from jobs.etl.synthetic import HOMES, make_rows
-
-    rng = np.random.default_rng(5)
-    raw.mkdir()
-    for part, (low, high) in enumerate([(0, rows // 2), (rows // 2, rows)]):
-        records = make_rows(low, high, seed=part, bad_row_rate=0.0)[0].to_pylist()
-        for r in records:
-            age, late, north = int(r["age"]), int(r["late_payments"]), r["region"] == "north"
-            if task == "multiclass":
-                home = (
-                    "own"
-                    if age >= 50
-                    else "mortgage"
-                    if r["region"] in ("north", "east")
-                    else "rent"
-                )
-                r["home_ownership"] = home if rng.random() > 0.1 else str(rng.choice(HOMES))
-            else:
-                loan = 2000 + 800 * age + 5000 * late + 20000 * north + rng.normal(0, 3000)
-                r["loan_amount"] = f"{min(max(loan, 100.0), 1_000_000.0):.2f}"
-        write_csv(raw / f"part-{part}.csv", records)
-
-
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path):
     """A label with signal, and a bound only a model that learned it reaches: above the
@@ -111,32 +86,10 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path
 
     Regression also keeps its checkpoints under a storage URI (file:// stands in for s3://).
     """
-    write_with_signal(tmp_path / "raw", task)
-    raw_columns = ci_raw()["data"]["columns"]
-    columns = []
-    for column in raw_columns:
-        column = dict(column)
-        if column["name"] == "defaulted":
-            column["role"] = "ignore"
-        if task == "multiclass" and column["name"] == "home_ownership":
-            column["role"] = "label"
-        if task == "regression" and column["name"] == "loan_amount":
-            column["role"] = "label"
-        columns.append(column)
-    model = {"task": "regression" if task == "regression" else "classification"}
     tune_cfg = {"num_samples": 1, "metric": "val_loss"}
     if task == "regression":
         tune_cfg["storage_path"] = f"file://{tmp_path}/checkpoints"
-    base = ci_raw()
-    if task == "regression":
-        base["gates"]["model"]["min"] = {"test_r2": 0.0}  # ci.yaml's floor is a classifier's
-    cfg = make_config(
-        source={"kind": "files", "path": str(tmp_path / "raw")},
-        base=base,
-        data={"columns": columns},
-        model=model,
-        tune=tune_cfg,
-    )
+    cfg = task_config(make_config, tmp_path, task, tune=tune_cfg)
     summary = runner.run(cfg, until="evaluate")
     metrics = summary["test_metrics"]
     test = pq.read_table(Path(summary["dataset_path"]) / "test")

@@ -1,0 +1,140 @@
+"""relay's gbdt trial against plain XGBoost on the same split, in the same run.
+
+Usage: python benchmarks/gbdt.py [--rows 1430000]
+configs/demo.yaml's synthetic data, sized so the training split has ~1M rows, built once by
+relay's ETL. Then, with the same hyper-parameters, 2 threads each and early stopping on the
+validation split:
+- relay: `relay run --until evaluate` with model.family gbdt, one trial (FIFO); its wall time
+  is the tune stage's (trial actor start, data load, boosting, per-round reports and
+  checkpoints), Ray's start reported apart;
+- plain: in this process, the same encoded arrays (`jobs.train.arrays.load_arrays`), a DMatrix
+  each and `xgboost.train` with the same parameters, scored on the test split at its best round.
+train_ratio = relay wall / plain wall (target <= 1.3); auc_delta = relay's test AUC - plain's
+(target within 0.002). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HYPERPARAMETERS = {
+    "learning_rate": 0.1,
+    "max_depth": 6,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "num_boost_round": 300,
+    "early_stopping_rounds": 20,
+}
+
+
+def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
+    """The library alone on relay's encoded splits."""
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+
+    from jobs.models import gbdt
+    from jobs.train.arrays import load_arrays
+    from jobs.train.boost import params
+    from jobs.train.context import TrialContext
+
+    ctx = TrialContext(
+        dataset_path=str(dataset),
+        id_column=meta["id_column"],
+        features=meta["features"],
+        task="classification",
+        epochs=1,
+        seed=seed,
+        defaults={},
+        threads=2,
+    )
+    hp = {k: h.default for k, h in gbdt.HYPERPARAMETERS.items()} | HYPERPARAMETERS
+    began = time.perf_counter()
+    (x, y), (xv, yv) = load_arrays(ctx, "train"), load_arrays(ctx, "val")
+    train, val = xgb.DMatrix(x, label=y, nthread=2), xgb.DMatrix(xv, label=yv, nthread=2)
+    booster = xgb.train(
+        params(hp, ctx, "cpu", 2),
+        train,
+        num_boost_round=hp["num_boost_round"],
+        evals=[(val, "val")],
+        early_stopping_rounds=hp["early_stopping_rounds"],
+        verbose_eval=False,
+    )
+    wall = time.perf_counter() - began
+    xt, yt = load_arrays(ctx, "test")
+    scores = booster.inplace_predict(xt, iteration_range=(0, booster.best_iteration + 1))
+    return {
+        "wall_s": wall,
+        "auc": float(roc_auc_score(yt, scores)),
+        "rounds": booster.best_iteration + 1,
+        "train_rows": len(y),
+    }
+
+
+def main() -> None:
+    from cluster.configfile import load_config
+    from jobs.artifacts import Dataset
+    from jobs.pipeline import runner
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_430_000)
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp(prefix="relay-bench-gbdt-"))
+    overrides = {
+        "runtime.state_dir": str(state),
+        "tracking.uri": f"sqlite:///{state}/mlflow.db",
+        "data.source.rows": args.rows,
+        "data.source.files": 4,
+        "model.family": "gbdt",
+        "model.hyperparameters": HYPERPARAMETERS,
+        "tune.search_space": {},
+        "tune.num_samples": 1,
+        "tune.scheduler": "fifo",
+        "train.cpus_per_trial": 2,
+        "gates.model": {},
+    }
+    try:
+        cfg = load_config(ROOT / "configs" / "demo.yaml", overrides=overrides)
+        summary = runner.run(cfg, until="evaluate")
+        dataset = Dataset.open(Path(summary["dataset_path"]))
+        baseline = plain(dataset.path, dataset.meta, cfg.seed)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    relay_wall = summary["stage_seconds"]["tune"]
+    relay_auc = summary["test_metrics"]["test_roc_auc"]
+    print(f"train rows        {baseline['train_rows']:,}")
+    print(
+        f"relay tune stage  {relay_wall:8.2f} s   (Ray start {summary['stage_seconds']['ray']} s)"
+    )
+    ratio = relay_wall / baseline["wall_s"]
+    print(f"plain xgb.train   {baseline['wall_s']:8.2f} s   ratio {ratio:.3f}")
+    print(f"relay test AUC    {relay_auc:.5f}")
+    print(f"plain test AUC    {baseline['auc']:.5f}   delta {relay_auc - baseline['auc']:+.5f}")
+    print(
+        json.dumps(
+            {
+                "train_rows": baseline["train_rows"],
+                "relay_wall_s": relay_wall,
+                "plain_wall_s": round(baseline["wall_s"], 3),
+                "train_ratio": round(ratio, 3),
+                "ray_start_s": summary["stage_seconds"]["ray"],
+                "relay_auc": round(relay_auc, 5),
+                "plain_auc": round(baseline["auc"], 5),
+                "auc_delta": round(relay_auc - baseline["auc"], 5),
+                "plain_rounds": baseline["rounds"],
+                "hyperparameters": HYPERPARAMETERS,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model families behind one contract (`contract`); `families` picks and checks them."""

@@ -1,0 +1,72 @@
+"""The torch families: `mlp` (relay's network) and `linear` (logistic / linear regression, the
+baseline every team checks first). Both train in `jobs.train`'s loop, one epoch per report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.config import SearchParam
+from jobs.models.contract import HyperParameter
+from jobs.train.context import TrialContext
+
+TRAINING = {
+    "lr": HyperParameter("float", 3e-3, low=0, low_open=True, help="AdamW learning rate"),
+    "weight_decay": HyperParameter("float", 0.0, low=0, help="AdamW weight decay"),
+    "batch_size": HyperParameter("int", 512, low=1, help="rows per optimiser step"),
+}
+NETWORK = {
+    "hidden_size": HyperParameter("int", 64, low=1, help="units per hidden layer"),
+    "depth": HyperParameter("int", 2, low=1, high=16, help="hidden layers"),
+    "dropout": HyperParameter("float", 0.0, low=0, high=0.99, help="dropout after each layer"),
+}
+RATES = {
+    "lr": {"type": "loguniform", "low": 1e-3, "high": 3e-2},
+    "weight_decay": {"type": "loguniform", "low": 1e-6, "high": 1e-3},
+}
+
+
+@dataclass(frozen=True)
+class TorchFamily:
+    name: str
+    hyperparameters: Mapping[str, HyperParameter]
+    space: Mapping[str, dict[str, Any]]
+    min_grace_share: float = 0.0  # an epoch is a whole pass: tune.grace_period as given
+
+    def default_space(self) -> dict[str, dict[str, Any]]:
+        return dict(self.space)
+
+    def iterations(
+        self, cfg_epochs: int, defaults: Mapping[str, Any], space: Mapping[str, SearchParam]
+    ) -> int:
+        return cfg_epochs
+
+    def trainable(self) -> Callable[[dict[str, Any], TrialContext], None]:
+        from jobs.train.trial import trial
+
+        return trial
+
+    def export(
+        self, checkpoint: str, hp: Mapping[str, Any], ctx: TrialContext
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        from jobs.data.sources import filesystem
+        from jobs.train.loop import CHECKPOINT_FILE, architecture, read_checkpoint
+        from serving.families.torchnet import weights_bytes
+
+        fs, path = filesystem(f"{checkpoint.rstrip('/')}/{CHECKPOINT_FILE}")
+        with fs.open_input_file(path) as handle:
+            state = read_checkpoint(handle.read())
+        return architecture(ctx, dict(hp)), weights_bytes(state["model"])
+
+
+MLP = TorchFamily(
+    "mlp",
+    {**TRAINING, **NETWORK},
+    {
+        **RATES,
+        "hidden_size": {"type": "choice", "values": [32, 64]},
+        "depth": {"type": "choice", "values": [1, 2]},
+    },
+)
+LINEAR = TorchFamily("linear", TRAINING, RATES)
