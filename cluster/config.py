@@ -10,9 +10,18 @@ import hashlib
 import json
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Strict(BaseModel):
@@ -333,6 +342,9 @@ class EtlConfig(Strict):
     )
 
 
+FamilyName = Literal["mlp", "linear", "gbdt", "torch"]
+
+
 class ModelConfig(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
@@ -341,11 +353,18 @@ class ModelConfig(Strict):
     task: Literal["classification", "regression"] = Field(
         "classification", description="classification needs a category label."
     )
-    family: Literal["mlp", "linear", "gbdt"] = Field(
+    family: FamilyName = Field(
         "mlp",
         description="The model family: mlp (relay's network), linear (logistic / linear "
-        "regression, the baseline) or gbdt (XGBoost gradient-boosted trees). Each declares "
-        "its own hyper-parameters.",
+        "regression, the baseline), gbdt (XGBoost gradient-boosted trees) or torch (your "
+        "module, model.module). Each declares its own hyper-parameters.",
+    )
+    module: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
+        description="family torch: 'package.module:build', a function build(n_inputs, "
+        "n_outputs, **hyperparameters) -> torch.nn.Module; found relative to the config "
+        "file's folder, then on sys.path.",
     )
     hyperparameters: dict[str, float | int | str] = Field(
         default_factory=dict,
@@ -394,6 +413,12 @@ class TuneConfig(Strict):
         description="Where Tune and Train keep checkpoints: a folder or an object-store URI "
         "(s3://, gs://; credentials from the environment); default <state_dir>/tune.",
     )
+    families: list[FamilyName] | None = Field(
+        None,
+        min_length=1,
+        description="Search each of these model families (each its own space, num_samples "
+        "trials each) and keep the best across them by tune.metric; default model.family alone.",
+    )
     search_space: dict[str, SearchParam] | None = Field(
         None,
         description="Hyper-parameters to search, keys among model.family's hyper-parameters "
@@ -402,6 +427,8 @@ class TuneConfig(Strict):
 
     @model_validator(mode="after")
     def _optuna_grids(self) -> TuneConfig:
+        if self.families and len(set(self.families)) != len(self.families):
+            raise ValueError(f"families lists a family twice: {self.families}")
         grids = sorted(k for k, p in (self.search_space or {}).items() if p.type == "grid")
         if self.search == "optuna" and grids:
             raise ValueError(
@@ -761,6 +788,12 @@ class RelayConfig(Strict):
     kubernetes: KubernetesConfig = Field(
         default_factory=KubernetesConfig, description="`relay k8s render`: images and pod sizes."
     )
+    # the folder of the file the config was read from (model.module is looked for there)
+    _folder: Path | None = PrivateAttr(None)
+
+    @property
+    def folder(self) -> Path | None:
+        return self._folder
 
     @model_validator(mode="after")
     def _task_matches_label(self) -> RelayConfig:
@@ -782,7 +815,18 @@ class RelayConfig(Strict):
                 f"use one of {list(wanted[self.model.task])}"
             )
         self._gates_match_task()
+        self._module_for_torch()
         return self
+
+    def _module_for_torch(self) -> None:
+        torch = self.model.family == "torch" or "torch" in (self.tune.families or [])
+        if torch and self.model.module is None:
+            raise ValueError(
+                "family torch needs model.module: 'package.module:build' (your function "
+                "build(n_inputs, n_outputs, **hyperparameters) returning a torch.nn.Module)"
+            )
+        if not torch and self.model.module is not None:
+            raise ValueError(f"model.module only applies to family torch, not {self.model.family}")
 
     @model_validator(mode="after")
     def _split_fits_data(self) -> RelayConfig:

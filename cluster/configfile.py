@@ -39,7 +39,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raise ConfigError(f"{path} must contain a mapping of sections, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
-    return parse_config(raw, source=str(path))
+    cfg = parse_config(raw, source=str(path))
+    cfg._folder = path.resolve().parent
+    return cfg
 
 
 def parse_overrides(pairs: list[str], typed: bool = True) -> dict[str, Any]:

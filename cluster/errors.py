@@ -55,3 +55,9 @@ class JobFailedError(RelayError):
     """A job submitted to a Ray cluster ended FAILED or STOPPED."""
 
     exit_code = 8
+
+
+class TrainingFailedError(RelayError):
+    """Every trial of a search failed: nothing to evaluate (each trial run has its traceback)."""
+
+    exit_code = 9

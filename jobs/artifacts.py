@@ -51,6 +51,7 @@ class TuneOutcome:
     trials: int
     wall_seconds: float = 0.0
     overhead_ratio: float = 0.0  # wall time / (training time spread over the trial slots)
+    family: str = "mlp"  # the winning trial's model family
 
 
 @dataclass

@@ -11,7 +11,10 @@ from cluster.errors import ServingError
 from cluster.tracking.bundle import read_bundle
 
 SHA_TAG = "relay.sha256"
-BUNDLE_PATH = "model"
+MODEL_PATH = "model"  # the MLflow Model directory in the trial run (the version's source)
+BUNDLE_PATH = "model/artifacts/bundle"  # the bundle inside it
+BUNDLE_TAG = "relay.bundle_path"  # on each version; absent: a bundle from before MLflow Models
+LEGACY_BUNDLE_PATH = "model"
 PREVIOUS = "previous"  # the champion before the last promotion: a rollback target
 REJECTED = "rejected"  # the last version a promotion gate turned down
 
@@ -22,6 +25,7 @@ class ModelRef:
     version: int
     run_id: str
     sha256: str
+    bundle_path: str = LEGACY_BUNDLE_PATH
 
 
 def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef:
@@ -43,7 +47,10 @@ def resolve(client: Any, name: str, alias_or_version: str) -> ModelRef:
             f"model {name} version {mv.version} has no {SHA_TAG} tag: it was not "
             "registered by relay, so its integrity cannot be checked"
         )
-    return ModelRef(name=name, version=int(mv.version), run_id=mv.run_id, sha256=sha)
+    bundle = (mv.tags or {}).get(BUNDLE_TAG, LEGACY_BUNDLE_PATH)
+    return ModelRef(
+        name=name, version=int(mv.version), run_id=mv.run_id, sha256=sha, bundle_path=bundle
+    )
 
 
 def aliased(client: Any, name: str, alias: str) -> ModelRef | None:
@@ -57,5 +64,5 @@ def aliased(client: Any, name: str, alias: str) -> ModelRef | None:
 def load_verified(client: Any, ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]]:
     """Download the bundle and load it only if its digest matches the registry record."""
     with tempfile.TemporaryDirectory(prefix="relay-model-") as tmp:
-        local = client.download_artifacts(ref.run_id, BUNDLE_PATH, tmp)
+        local = client.download_artifacts(ref.run_id, ref.bundle_path, tmp)
         return read_bundle(Path(local), ref.sha256)

@@ -6,6 +6,7 @@ metrics describe the model exactly as it will be served.
 
 from __future__ import annotations
 
+import importlib
 import re
 import tempfile
 from pathlib import Path
@@ -31,7 +32,7 @@ def exported(
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The spec (everything needed to rebuild and feed the model, without the training code)
     and the weight files, from the best trial's checkpoint."""
-    chosen = families.family(cfg)
+    chosen = families.family(cfg, outcome.family)
     features = dataset.meta["features"]
     ctx = TrialContext(
         dataset_path=str(dataset.path),
@@ -42,12 +43,13 @@ def exported(
         seed=cfg.seed,
         defaults={},
         threads=1,
-        network=chosen.name,
+        **chosen.context(),
     )
     architecture, files = chosen.export(outcome.checkpoint_path, outcome.hyperparameters, ctx)
     return {
         "format": SPEC_FORMAT,
         "family": chosen.name,
+        "library": {"name": chosen.library, "version": library_version(chosen.library)},
         "task": cfg.model.task,
         "architecture": architecture,
         "features": features,
@@ -58,6 +60,11 @@ def exported(
         # the training split's distributions: a later run measures its drift against them
         "reference": drift.reference(dataset.split("train"), features, reference_bins(cfg)),
     }, files
+
+
+def library_version(module: str) -> str:
+    """The installed version of a family's library (xgboost-cpu and xgboost both import so)."""
+    return str(importlib.import_module(module).__version__).split("+")[0]
 
 
 def reference_bins(cfg: RelayConfig) -> int:

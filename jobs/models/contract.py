@@ -73,6 +73,12 @@ class Family(Protocol):
     name: str
     hyperparameters: Mapping[str, HyperParameter]
     min_grace_share: float  # ASHA never stops a trial before this share of its iterations
+    library: str  # the distribution that trains and scores it (its version goes in the spec)
+    accepts_any_name: bool  # a user build with **kwargs: any search-space name is passed on
+
+    def context(self) -> dict[str, Any]:
+        """What the family adds to every trial's context (TrialContext fields)."""
+        ...
 
     def default_space(self) -> dict[str, dict[str, Any]]:
         """The search space when the config names none (search-param dicts)."""

@@ -38,6 +38,11 @@ class Gbdt:
     name = "gbdt"
     hyperparameters: Mapping[str, HyperParameter] = HYPERPARAMETERS
     min_grace_share = 0.1  # a high learning rate leads early: rungs from a tenth of the rounds
+    library = "xgboost"
+    accepts_any_name = False
+
+    def context(self) -> dict[str, Any]:
+        return {}
 
     def default_space(self) -> dict[str, dict[str, Any]]:
         return dict(SPACE)

@@ -9,6 +9,7 @@ from typing import Any
 
 from cluster.config import SearchParam
 from jobs.models.contract import HyperParameter
+from jobs.models.usermodule import UserModule
 from jobs.train.context import TrialContext
 
 TRAINING = {
@@ -33,6 +34,15 @@ class TorchFamily:
     hyperparameters: Mapping[str, HyperParameter]
     space: Mapping[str, dict[str, Any]]
     min_grace_share: float = 0.0  # an epoch is a whole pass: tune.grace_period as given
+    library: str = "torch"
+    module: UserModule | None = None  # family torch: the user's build
+
+    @property
+    def accepts_any_name(self) -> bool:
+        return self.module is not None and self.module.takes_any
+
+    def context(self) -> dict[str, Any]:
+        return {"network": self.name, "module": self.module.as_context() if self.module else None}
 
     def default_space(self) -> dict[str, dict[str, Any]]:
         return dict(self.space)
@@ -52,12 +62,15 @@ class TorchFamily:
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         from jobs.data.sources import filesystem
         from jobs.train.loop import CHECKPOINT_FILE, architecture, read_checkpoint
-        from serving.families.torchnet import weights_bytes
+        from serving.families.torchnet import MODULE, weights_bytes
 
         fs, path = filesystem(f"{checkpoint.rstrip('/')}/{CHECKPOINT_FILE}")
         with fs.open_input_file(path) as handle:
             state = read_checkpoint(handle.read())
-        return architecture(ctx, dict(hp)), weights_bytes(state["model"])
+        files = weights_bytes(state["model"])
+        if self.module is not None:
+            files[MODULE] = self.module.source.encode()
+        return architecture(ctx, dict(hp)), files
 
 
 MLP = TorchFamily(
@@ -70,3 +83,8 @@ MLP = TorchFamily(
     },
 )
 LINEAR = TorchFamily("linear", TRAINING, RATES)
+
+
+def user_family(module: UserModule) -> TorchFamily:
+    """family torch: the training hyper-parameters and the user's build's own."""
+    return TorchFamily("torch", {**TRAINING, **module.parameters}, RATES, module=module)

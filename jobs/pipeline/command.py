@@ -105,7 +105,7 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in s["best_hyperparameters"].items()
         )
-        out.print(f"  best trial {hp}  ({s['trials']} trials)")
+        out.print(f"  best trial {s.get('model_family', 'mlp')}: {hp}  ({s['trials']} trials)")
     if "test_metrics" in s:
         metrics = "  ".join(
             f"{k.removeprefix('test_')} {v:.4f}"

@@ -131,6 +131,10 @@ def chain(client: Any, name: str, version: int) -> dict[str, Any]:
             "sha256": tags.get("relay.sha256"),
             "aliases": sorted(getattr(mv, "aliases", None) or []),
             "source": mv.source,
+            "family": tags.get("relay.family", "mlp"),
+            # family torch: the user's module the bundle carries (None for the others)
+            "module": tags.get("relay.module"),
+            "module_sha256": tags.get("relay.module_sha256"),
         },
         "pipeline": {
             "run_id": pipeline.info.run_id,

@@ -8,6 +8,7 @@ evaluation (it registers and deploys nothing) in the same store, tagged `relay.r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -49,6 +50,9 @@ def reproduce(
     cfg = parse_config(yaml.safe_load(artifact_text(tracker.client, run_id, "config.yaml")))
     if tracking_uri(cfg) != tracking:
         cfg = parse_config(_with_tracking(cfg, tracking))
+    folder = original.data.tags.get(runner.FOLDER_TAG)
+    if folder and Path(folder).is_dir():  # model.module is looked for where the run found it
+        cfg._folder = Path(folder)
     warnings = _code_check(original.data.tags, allow_code_change)
     recorded = json.loads(artifact_text(tracker.client, run_id, "summary.json"))
     differences = _input_differences(tracker, original, cfg)

@@ -39,6 +39,7 @@ from jobs.tune import stage as tune
 from serving import launch, values
 
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
+FOLDER_TAG = "relay.config_folder"
 
 
 def run(
@@ -133,6 +134,7 @@ def run(
                         outcome = tune.run(cfg, runs, dataset, info)
                         runs.finish("tune", outcome=asdict(outcome))
                 summary.update(
+                    model_family=outcome.family,
                     best_hyperparameters=outcome.hyperparameters,
                     best_val=outcome.metrics,
                     trials=outcome.trials,
@@ -226,6 +228,8 @@ def _record_start(
             "relay.ray_job_id": info.job_id,
             **_submission_tag(),
             **({"relay.resumed": "true"} if resumed else {}),
+            # where model.module was looked for: `relay reproduce` looks there again
+            **({FOLDER_TAG: str(cfg.folder)} if cfg.folder else {}),
         },
     )
     tracker.log_text(

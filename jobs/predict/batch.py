@@ -35,8 +35,8 @@ MANIFEST = "manifest.json"
 class Scorer:
     """Validated rows predicted, the others explained, in input order."""
 
-    def __init__(self, spec: dict[str, Any], files: dict[str, bytes], version: int):
-        self.predictor = Predictor(spec, files)
+    def __init__(self, spec: dict[str, Any], weights: dict[str, bytes], version: int):
+        self.predictor = Predictor(spec, weights)
         self.columns = [Column(**c) for c in spec["input_schema"]]
         self.classes = spec["features"]["label"].get("classes")
         self.version = version
@@ -68,14 +68,14 @@ _scorers: dict[str, Scorer] = {}
 
 
 def score_batch(
-    table: pa.Table, spec: dict[str, Any], files: dict[str, bytes], ref: ModelRef
+    table: pa.Table, spec: dict[str, Any], weights: dict[str, bytes], ref: ModelRef
 ) -> pa.Table:
     """The map_batches function. Tasks, not an actor pool: a task fuses with the read, so it
     runs on a single free CPU (an actor would hold it while the reads wait for another);
     the Scorer is cached per worker process."""
     if ref.sha256 not in _scorers:
         _scorers.clear()
-        _scorers[ref.sha256] = Scorer(spec, files, ref.version)
+        _scorers[ref.sha256] = Scorer(spec, weights, ref.version)
     return _scorers[ref.sha256](table)
 
 
@@ -105,7 +105,7 @@ def batch(
     ensure_writable(output, "--output")
     tracker = Tracker.from_config(cfg)
     ref = resolve(tracker.client, cfg.model.name, model or cfg.serve.alias)
-    spec, files = load_verified(tracker.client, ref)  # checked once, before any worker
+    spec, weights = load_verified(tracker.client, ref)  # checked once, before any worker
     tags = _lineage_tags(ref, input_digest)
     with (
         ray_session(cfg.runtime, address),
@@ -114,7 +114,7 @@ def batch(
         dataset = _read(files, [c["name"] for c in spec["input_schema"]])
         scored = dataset.map_batches(
             score_batch,
-            fn_kwargs={"spec": spec, "files": files, "ref": ref},
+            fn_kwargs={"spec": spec, "weights": weights, "ref": ref},
             batch_format="pyarrow",
         )
         scored.write_parquet(str(output / "predictions"))

@@ -48,6 +48,12 @@ def render(
         *(f"- {key}: `{value}`" for key, value in lineage.items() if value),
         "",
         "## Training",
+        f"- Family: {spec.get('family', 'mlp')}"
+        + (
+            f" ({spec['library']['name']} {spec['library']['version']})"
+            if "library" in spec
+            else ""
+        ),
         f"- Hyper-parameters: {spec['hyperparameters']}",
         f"- Architecture: {spec['architecture']}",
         "",

@@ -1,5 +1,5 @@
-"""Registration: write the model bundle beside the best trial, register a version, and
-promote it only if every gate passes.
+"""Registration: write the model (an MLflow Model around relay's bundle) beside the best
+trial, register a version, and promote it only if every gate passes.
 
 The version points at the trial run that trained it and carries its sha256, the lineage ids
 (pipeline, ETL, tune, evaluate runs, dataset digest) and each gate's outcome as tags. The gates
@@ -15,11 +15,19 @@ from typing import Any
 
 from cluster.config import RelayConfig
 from cluster.tracking.bundle import write_bundle
-from cluster.tracking.registry import BUNDLE_PATH, PREVIOUS, REJECTED, SHA_TAG
+from cluster.tracking.registry import (
+    BUNDLE_PATH,
+    BUNDLE_TAG,
+    MODEL_PATH,
+    PREVIOUS,
+    REJECTED,
+    SHA_TAG,
+)
 from jobs.artifacts import Dataset, Evaluation, Registered, TuneOutcome
 from jobs.gates import decide, report
 from jobs.progress import StageRuns
 from jobs.register import modelcard
+from serving import pyfunc, values
 
 
 def run(
@@ -34,10 +42,12 @@ def run(
     tracker, parent = runs.tracker, runs.parent
     client = tracker.client
     with runs.open("register") as run_id:
-        with tempfile.TemporaryDirectory(prefix="relay-bundle-") as tmp:
-            folder = Path(tmp) / BUNDLE_PATH
-            sha = write_bundle(folder, evaluation.files, evaluation.spec)
-            tracker.log_artifacts(outcome.best_run_id, folder, artifact_path=BUNDLE_PATH)
+        with tempfile.TemporaryDirectory(prefix="relay-model-") as tmp:
+            bundle = Path(tmp) / "bundle"
+            sha = write_bundle(bundle, evaluation.files, evaluation.spec)
+            model = Path(tmp) / MODEL_PATH
+            pyfunc.save(model, bundle, sha, evaluation.spec, input_example(dataset))
+            tracker.log_artifacts(outcome.best_run_id, model, artifact_path=MODEL_PATH)
         name = cfg.model.name
         try:
             tracker.online(lambda: client.get_registered_model(name))
@@ -56,6 +66,8 @@ def run(
         champion = decision.champion.version if decision.champion else None
         lineage = {
             SHA_TAG: sha,
+            BUNDLE_TAG: BUNDLE_PATH,
+            **family_tags(evaluation.spec),
             "relay.dataset_digest": dataset.digest,
             "relay.pipeline_run_id": parent,
             "relay.etl_run_id": dataset.run_id or "",
@@ -70,7 +82,7 @@ def run(
             mv = tracker.online(
                 lambda: client.create_model_version(
                     name,
-                    source=f"runs:/{outcome.best_run_id}/{BUNDLE_PATH}",
+                    source=f"runs:/{outcome.best_run_id}/{MODEL_PATH}",
                     run_id=outcome.best_run_id,
                     tags=lineage,
                 )
@@ -122,6 +134,23 @@ def run(
         promoted=decision.promoted,
         gates=gates,
     )
+
+
+def family_tags(spec: dict[str, Any]) -> dict[str, str]:
+    """The version's family, and for a user module its name and source sha256 (lineage)."""
+    tags = {"relay.family": spec["family"]}
+    architecture = spec["architecture"]
+    if architecture.get("type") == "module":
+        tags["relay.module"] = f"{architecture['module']}:{architecture['builder']}"
+        tags["relay.module_sha256"] = architecture["module_sha256"]
+    return tags
+
+
+def input_example(dataset: Dataset, rows: int = 3) -> list[dict[str, Any]]:
+    """A few test rows as a request sends them: the MLflow Model's input example."""
+    names = [c["name"] for c in dataset.meta["input_schema"]]
+    table = dataset.split("test").select(names).slice(0, rows)
+    return [values.request_record(dataset.meta["input_schema"], r) for r in table.to_pylist()]
 
 
 def created_by(client: Any, name: str, register_run_id: str) -> Any | None:

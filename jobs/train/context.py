@@ -24,7 +24,8 @@ class TrialContext:
     use_gpu: bool = False
     storage_path: str = ""  # where DDP trials keep their Ray Train runs
     run_name: str = ""  # prefix of those runs' names (unique per tune run)
-    network: str = "mlp"  # the torch family: mlp, or linear (no hidden layer)
+    network: str = "mlp"  # the torch family: mlp, linear (no hidden layer), torch (module)
+    module: dict[str, str] | None = None  # family torch: the user module's name, builder, source
     kinds: dict[str, str] = field(default_factory=dict)  # hyper-parameter -> int | float | str
 
 

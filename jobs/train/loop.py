@@ -9,6 +9,7 @@ workers, how to wrap the model. Trials never touch MLflow: the driver logs their
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -29,6 +30,7 @@ from serving.families.torchnet import build_model
 from serving.features import feature_names
 
 CHECKPOINT_FILE = "checkpoint.pt"
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size")  # the loop's own; a module gets the rest
 log = logging.getLogger(__name__)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -59,6 +61,15 @@ def architecture(ctx: TrialContext, hp: dict[str, Any]) -> dict[str, Any]:
     shape = {"type": "mlp", "n_inputs": len(feature_names(features)), "n_outputs": n_outputs}
     if ctx.network == "linear":
         return {**shape, "hidden_size": 0, "depth": 0, "dropout": 0.0}
+    if ctx.network == "torch" and ctx.module is not None:
+        return {
+            **shape,
+            "type": "module",
+            "module": ctx.module["name"],
+            "builder": ctx.module["builder"],
+            "module_sha256": hashlib.sha256(ctx.module["source"].encode()).hexdigest(),
+            "kwargs": {k: v for k, v in hp.items() if k not in TRAINING_KEYS},
+        }
     return {
         **shape,
         "hidden_size": hp["hidden_size"],
@@ -78,7 +89,7 @@ def loop(
     """Train epochs from the checkpoint (if any); report metrics and a checkpoint per epoch."""
     seed = derive_seed(ctx.seed, "trial", sorted(hp.items()))
     torch.manual_seed(seed)
-    model = build_model(architecture(ctx, hp))
+    model = build_model(architecture(ctx, hp), ctx.module["source"] if ctx.module else None)
     start_epoch, optimizer_state = 0, None
     if ex.checkpoint:
         with ex.checkpoint.as_directory() as folder:

@@ -14,12 +14,13 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cluster.compute.runtime import RayInfo
 from cluster.config import RelayConfig, SearchParam
-from cluster.errors import ConfigError
+from cluster.errors import ConfigError, TrainingFailedError
 from cluster.tracking.tracker import Tracker
 from jobs.artifacts import Dataset, TuneOutcome
 from jobs.metrics import plots
@@ -87,38 +88,28 @@ def trial_slots(cfg: RelayConfig, info: RayInfo, gpu: bool) -> float:
     return max(1.0, min(float(cfg.tune.max_concurrent_trials), slots))
 
 
-def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> TuneOutcome:
-    """Search; an interrupted search (same tune run, its Tune folder on disk) is restored."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+@dataclass
+class Search:
+    """One family's search: its trials' context, Tune's results, its trial runs."""
 
+    family: str
+    ctx: TrialContext
+    grid: Any
+    wall: float
+    trial_runs: TrialRuns
+
+
+def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> TuneOutcome:
+    """Search each family; an interrupted search (same tune run, its Tune folders on disk) is
+    restored. With several families each has its own Tuner, and the best trial across them
+    wins."""
     # Without result.json files (results go to MLflow) Tune's analysis warns for every trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tracker = runs.tracker
     gpu = use_gpu(cfg, info)
-    resources = trial_resources(cfg, info, gpu)
-    storage = storage_root(cfg)
+    listed = families.names(cfg)
     with runs.open("tune") as run_id:
         name = f"{cfg.name}-{run_id[:12]}"  # unique per tune run: a reused name resumes
-        chosen = families.family(cfg)
-        defaults = families.defaults(cfg)
-        ctx = TrialContext(
-            dataset_path=str(dataset.path),
-            id_column=dataset.meta["id_column"],
-            features=dataset.meta["features"],
-            task=cfg.model.task,
-            epochs=cfg.train.epochs,
-            seed=cfg.seed,
-            defaults=defaults,
-            threads=max(1, int(cfg.train.cpus_per_trial)),
-            workers=cfg.train.workers_per_trial,
-            cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
-            use_gpu=gpu,
-            storage_path=f"{storage}/train",
-            run_name=name,
-            network=chosen.name,
-            kinds={k: hp.kind for k, hp in chosen.hyperparameters.items()},
-        )
         tracker.log(
             run_id,
             params={
@@ -127,48 +118,101 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
                 "metric": cfg.tune.metric,
                 "mode": cfg.tune.mode,
                 "epochs": cfg.train.epochs,
-                "family": chosen.name,
+                "family" if len(listed) == 1 else "families": listed[0]
+                if len(listed) == 1
+                else listed,
                 "max_concurrent_trials": cfg.tune.max_concurrent_trials,
                 "use_gpu": gpu,
                 "workers_per_trial": cfg.train.workers_per_trial,
                 "search": cfg.tune.search,
-                "search_space": {
-                    k: v.model_dump(exclude_none=True) for k, v in families.space(cfg).items()
-                },
+                "search_space": _logged_space(cfg, listed),
                 "dataset_digest": dataset.digest,
             },
         )
-        max_t = chosen.iterations(cfg.train.epochs, defaults, families.space(cfg))
-        # a family whose early iterations say little (boosting rounds) sets a floor
-        grace = max(cfg.tune.grace_period, math.ceil(chosen.min_grace_share * max_t))
-        scheduler = (
-            ASHAScheduler(
-                time_attr="epoch",  # epochs, boosting rounds: what each result counts
-                max_t=max_t,
-                grace_period=min(grace, max_t),
-                reduction_factor=cfg.tune.reduction_factor,
+        searches = [
+            _search(
+                cfg,
+                f,
+                dataset,
+                info,
+                gpu,
+                tracker,
+                run_id,
+                name if len(listed) == 1 else f"{name}-{f}",
             )
-            if cfg.tune.scheduler == "asha"
-            else FIFOScheduler()
-        )
-        trainable = tune.with_resources(
-            tune.with_parameters(chosen.trainable(), ctx=ctx), resources
-        )
-        trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults)
-        if tune.Tuner.can_restore(f"{storage}/{name}"):
-            tuner = tune.Tuner.restore(
-                f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
-            )
-        else:
-            tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs)
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
-            grid = tuner.fit()
-        wall = time.perf_counter() - started
-        outcome = _record(
-            tracker, run_id, grid, cfg, ctx, wall, trial_slots(cfg, info, gpu), trial_runs
-        )
+            for f in listed
+        ]
+        outcome = _record(tracker, run_id, searches, cfg, trial_slots(cfg, info, gpu))
     return outcome
+
+
+def _logged_space(cfg: RelayConfig, listed: list[str]) -> dict[str, Any]:
+    def dumped(name: str) -> dict[str, Any]:
+        return {k: v.model_dump(exclude_none=True) for k, v in families.space(cfg, name).items()}
+
+    return dumped(listed[0]) if len(listed) == 1 else {f: dumped(f) for f in listed}
+
+
+def _search(
+    cfg: RelayConfig,
+    family_name: str,
+    dataset: Dataset,
+    info: RayInfo,
+    gpu: bool,
+    tracker: Tracker,
+    run_id: str,
+    name: str,
+) -> Search:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    chosen = families.family(cfg, family_name)
+    defaults = families.defaults(cfg, family_name)
+    space = families.space(cfg, family_name)
+    storage = storage_root(cfg)
+    ctx = TrialContext(
+        dataset_path=str(dataset.path),
+        id_column=dataset.meta["id_column"],
+        features=dataset.meta["features"],
+        task=cfg.model.task,
+        epochs=cfg.train.epochs,
+        seed=cfg.seed,
+        defaults=defaults,
+        threads=max(1, int(cfg.train.cpus_per_trial)),
+        workers=cfg.train.workers_per_trial,
+        cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
+        use_gpu=gpu,
+        storage_path=f"{storage}/train",
+        run_name=name,
+        **chosen.context(),
+        kinds={k: hp.kind for k, hp in chosen.hyperparameters.items()},
+    )
+    max_t = chosen.iterations(cfg.train.epochs, defaults, space)
+    # a family whose early iterations say little (boosting rounds) sets a floor
+    grace = max(cfg.tune.grace_period, math.ceil(chosen.min_grace_share * max_t))
+    scheduler = (
+        ASHAScheduler(
+            time_attr="epoch",  # epochs, boosting rounds: what each result counts
+            max_t=max_t,
+            grace_period=min(grace, max_t),
+            reduction_factor=cfg.tune.reduction_factor,
+        )
+        if cfg.tune.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    resources = trial_resources(cfg, info, gpu)
+    trainable = tune.with_resources(tune.with_parameters(chosen.trainable(), ctx=ctx), resources)
+    trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults, family=chosen.name)
+    if tune.Tuner.can_restore(f"{storage}/{name}"):
+        tuner = tune.Tuner.restore(
+            f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs, space)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
+        grid = tuner.fit()
+    return Search(chosen.name, ctx, grid, time.perf_counter() - started, trial_runs)
 
 
 def storage_root(cfg: RelayConfig) -> str:
@@ -220,12 +264,13 @@ def _new_tuner(
     name: str,
     storage: str,
     trial_runs: TrialRuns,
+    space: dict[str, SearchParam],
 ) -> Any:
     from ray import tune
 
     return tune.Tuner(
         trainable,
-        param_space=search_space(families.space(cfg)),
+        param_space=search_space(space),
         tune_config=tune.TuneConfig(
             metric=cfg.tune.metric,
             mode=cfg.tune.mode,
@@ -246,21 +291,25 @@ def _new_tuner(
 
 
 def _record(
-    tracker: Tracker,
-    run_id: str,
-    grid: Any,
-    cfg: RelayConfig,
-    ctx: TrialContext,
-    wall: float,
-    slots: float,
-    trial_runs: TrialRuns,
+    tracker: Tracker, run_id: str, searches: list[Search], cfg: RelayConfig, slots: float
 ) -> TuneOutcome:
-    """Tag the best trial's run and summarise the search on the tune run."""
-    if grid.num_errors == len(grid) or not len(grid):
-        errors = "; ".join(str(r.error).splitlines()[0] for r in grid if r.error)
-        raise RuntimeError(f"every trial failed: {errors}")
-    best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode)
-    run_ids = trial_runs.existing()
+    """Tag the best trial's run (the best across families) and summarise the search."""
+    grids = [r for search in searches for r in search.grid]
+    if not grids or all(r.error for r in grids):
+        lines = [str(r.error).strip().splitlines() for r in grids if r.error]
+        last = sorted({found[-1] for found in lines if found})
+        raise TrainingFailedError(
+            f"every trial failed ({len(grids)}): {'; '.join(last) or 'no error recorded'}; each "
+            "trial's run (relay runs) holds its traceback as error.txt"
+        )
+    sign = 1.0 if cfg.tune.mode == "min" else -1.0
+    bests = {
+        s.family: (s, s.grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode))
+        for s in searches
+        if s.grid.num_errors < len(s.grid)
+    }
+    winner, best = min(bests.values(), key=lambda sb: sign * sb[1].metrics[cfg.tune.metric])
+    run_ids = {k: v for s in searches for k, v in s.trial_runs.existing().items()}
     best_run = run_ids[best.metrics["trial_id"]]
     tracker.log(best_run, tags={"relay.best_trial": "true"})
     metrics = {
@@ -268,12 +317,22 @@ def _record(
         for k, v in best.metrics.items()
         if k.startswith(("val_", "train_")) and isinstance(v, int | float)
     }
-    hp = hyperparameters(best.config, ctx)
-    trained = sum(float((r.metrics or {}).get("trial_seconds", 0.0)) for r in grid)
+    hp = hyperparameters(best.config, winner.ctx)
+    trained = sum(float((r.metrics or {}).get("trial_seconds", 0.0)) for r in grids)
+    wall = sum(s.wall for s in searches)
+    per_family = (
+        {
+            f"best_{cfg.tune.metric}_{family}": float(b.metrics[cfg.tune.metric])
+            for family, (_, b) in bests.items()
+        }
+        if len(searches) > 1
+        else {}
+    )
     tracker.log(
         run_id,
         metrics={
             **{f"best_{k}": v for k, v in metrics.items()},
+            **per_family,
             "trial_seconds_total": trained,
             "wall_seconds": wall,
             # wall time over the ideal: all training time spread over the trial slots
@@ -282,7 +341,8 @@ def _record(
         tags={
             "relay.best_trial_run_id": best_run,
             "relay.best_hyperparameters": hp,
-            "relay.trials": len(grid),
+            "relay.best_family": winner.family,
+            "relay.trials": len(grids),
         },
     )
     with tempfile.TemporaryDirectory() as folder:
@@ -299,7 +359,8 @@ def _record(
         hyperparameters=hp,
         metrics=metrics,
         checkpoint_path=checkpoint_uri(best, storage_root(cfg)),
-        trials=len(grid),
+        trials=len(grids),
         wall_seconds=wall,
         overhead_ratio=wall / max(trained / slots, 1e-9),
+        family=winner.family,
     )

@@ -10,6 +10,7 @@ one message for the whole run; only a callback unpickled by `Tuner.restore` buil
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -17,16 +18,25 @@ from ray.tune import Callback
 from cluster.tracking.tracker import Tracker
 
 TRIAL_ID_TAG = "relay.trial_id"
+MAX_ERROR_TAG = 1000
 METRIC_PREFIXES = ("train_", "val_", "epoch_seconds")
 
 
 class TrialRuns(Callback):
     """Creates, fills and closes the trial runs under one tune run."""
 
-    def __init__(self, tracker: Tracker, tune_run_id: str, epochs: int, defaults: dict[str, Any]):
+    def __init__(
+        self,
+        tracker: Tracker,
+        tune_run_id: str,
+        epochs: int,
+        defaults: dict[str, Any],
+        family: str = "mlp",
+    ):
         self.settings = tracker.settings  # to rebuild a tracker after unpickling
         self.experiment_id = tracker.experiment_id
         self.tune_run_id, self.epochs, self.defaults = tune_run_id, epochs, defaults
+        self.family = family
         self._tracker: Tracker | None = tracker
         self._runs: dict[str, str] | None = None  # trial id -> run id, read on first use
         self._logged: dict[str, int] = {}  # run id -> last epoch in the store
@@ -67,7 +77,11 @@ class TrialRuns(Callback):
                 str(trial),
                 parent=self.tune_run_id,
                 stage="trial",
-                tags={TRIAL_ID_TAG: trial.trial_id, "relay.trial_name": str(trial)},
+                tags={
+                    TRIAL_ID_TAG: trial.trial_id,
+                    "relay.trial_name": str(trial),
+                    "relay.family": self.family,
+                },
             )
             tracker.log(run_id, params={**self.defaults, **trial.config})
             self._runs[trial.trial_id] = run_id
@@ -128,6 +142,14 @@ class TrialRuns(Callback):
         self._recovered.add(run_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial that failed for good: its traceback (the user's module's, say) goes on its run
+        as `error.txt`, its last line as a tag."""
+        run_id = self.run_for(trial)
+        error = Path(trial.error_file).read_text() if trial.error_file else ""
+        if error:
+            self.tracker.log_text(run_id, error, "error.txt")
+            lines = [line for line in error.strip().splitlines() if line.strip()]
+            self.tracker.log(run_id, tags={"relay.trial_error": lines[-1][:MAX_ERROR_TAG]})
         self._close(trial, "failed", int((trial.last_result or {}).get("epoch", 0)))
 
     def _close(self, trial: Any, status: str, epochs: int) -> None:

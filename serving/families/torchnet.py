@@ -1,8 +1,12 @@
 """Torch families (mlp, linear, user modules): a network rebuilt from the spec, weights from
-safetensors (no pickle)."""
+safetensors (no pickle). A user module's source travels in the bundle (`module.py`, covered
+by the bundle's sha256) and is run from there: serving needs nothing installed beside relay."""
 
 from __future__ import annotations
 
+import hashlib
+import sys
+import types
 from typing import Any
 
 import numpy as np
@@ -10,6 +14,7 @@ import torch
 from torch import nn
 
 WEIGHTS = "model.safetensors"
+MODULE = "module.py"  # a user module's source, in bundles of family torch
 
 
 class MLP(nn.Module):
@@ -33,7 +38,25 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def build_model(architecture: dict[str, Any]) -> nn.Module:
+def module_from_source(name: str, source: str) -> types.ModuleType:
+    """Run a user module's source as module `name` (cached: one copy per process)."""
+    key = f"relay_user_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    if key not in sys.modules:
+        module = types.ModuleType(key)
+        module.__file__ = f"<{name}>"
+        exec(compile(source, f"<relay model.module {name}>", "exec"), module.__dict__)
+        sys.modules[key] = module
+    return sys.modules[key]
+
+
+def build_model(architecture: dict[str, Any], source: str | None = None) -> nn.Module:
+    """The network an architecture describes; a user module's needs its `source`."""
+    if architecture["type"] == "module":
+        module = module_from_source(architecture["module"], source or "")
+        build = getattr(module, architecture["builder"])
+        return build(
+            int(architecture["n_inputs"]), int(architecture["n_outputs"]), **architecture["kwargs"]
+        )
     return MLP(
         n_inputs=int(architecture["n_inputs"]),
         n_outputs=int(architecture["n_outputs"]),
@@ -64,6 +87,7 @@ class TorchScorer:
 def load(spec: dict[str, Any], files: dict[str, bytes]) -> TorchScorer:
     from safetensors.torch import load as load_tensors
 
-    model = build_model(spec["architecture"])
+    source = files[MODULE].decode() if MODULE in files else None
+    model = build_model(spec["architecture"], source)
     model.load_state_dict(load_tensors(files[WEIGHTS]))
     return TorchScorer(model, spec["task"] == "classification")

@@ -29,7 +29,7 @@ def test_pipeline_and_lineage_over_an_mlflow_server(ray_cluster, make_config, tm
         assert summary["tracking_uri"] == record["uri"]
         assert summary["prediction"]["matches_offline"] is True
         # artifacts went through the server into its own folder, not the job's
-        assert list((Path(state) / "tracking" / "artifacts").rglob("model/model.safetensors"))
+        assert list((Path(state) / "tracking" / "artifacts").rglob("bundle/model.safetensors"))
 
         uri = ["--tracking-uri", record["uri"]]
         lineage = CliRunner().invoke(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -91,7 +93,7 @@ def test_relay_validate_checks_the_family_before_anything_runs(tmp_path):
 
 def test_a_family_that_does_not_exist_lists_those_that_do():
     with pytest.raises(
-        ConfigError, match=r"model.family: Input should be 'mlp', 'linear' or 'gbdt'"
+        ConfigError, match=r"model.family: Input should be 'mlp', 'linear', 'gbdt' or 'torch'"
     ):
         config(model={"name": "m", "family": "forest"})
 
@@ -124,3 +126,64 @@ def test_gbdt_takes_xgboosts_own_names_and_refuses_the_networks():
     assert "tune.search_space.subsample: 1.5 is not valid; expected a number > 0 and <= 1" in (
         str(raised.value)
     )
+
+
+USERMODELS = Path(__file__).resolve().parents[2] / "fixtures" / "usermodels"
+
+
+def user_config(module: str, folder: Path = USERMODELS, **tune):
+    """family torch with `module`, as read from a config file in `folder`."""
+    raw = merge(ci_raw(), {"model": {"family": "torch", "module": module}})
+    raw["tune"]["search_space"] = tune or None
+    cfg = parse_config(raw)
+    cfg._folder = folder
+    return cfg
+
+
+def test_a_user_module_is_found_beside_the_config_and_its_parameters_are_declared():
+    cfg = user_config("widenet:build", width={"type": "choice", "values": [16, 32]})
+    families.check(cfg)
+    chosen = families.family(cfg)
+    assert set(chosen.hyperparameters) == {"lr", "weight_decay", "batch_size", "width", "blocks"}
+    assert families.defaults(cfg)["width"] == 32 and families.defaults(cfg)["blocks"] == 1
+    context = chosen.context()
+    assert context["network"] == "torch" and "class Residual" in context["module"]["source"]
+
+
+@pytest.mark.parametrize(
+    ("module", "tune", "expected"),
+    [
+        ("nowhere:build", {}, "model.module: no module 'nowhere' in "),
+        (
+            "broken:build",
+            {},
+            "model.module: broken (",
+        ),
+        ("widenet:make", {}, "has no function 'make'"),
+        ("onearg:build", {}, "must take (n_inputs, n_outputs, **hyperparameters)"),
+        (
+            "widenet:build",
+            {"widht": {"type": "choice", "values": [8]}},
+            "tune.search_space.widht is not a hyper-parameter of model.family torch; "
+            "did you mean 'width'?",
+        ),
+        (
+            "widenet:build",
+            {"blocks": {"type": "choice", "values": [1.5]}},
+            "tune.search_space.blocks: 1.5 is not valid; expected an integer",
+        ),
+    ],
+)
+def test_a_user_module_that_cannot_be_used_is_a_config_error_on_the_field(module, tune, expected):
+    with pytest.raises(ConfigError) as raised:
+        families.check(user_config(module, **tune))
+    assert expected in str(raised.value)
+    if module.startswith("broken"):
+        assert "does not import: ModuleNotFoundError" in str(raised.value)
+
+
+def test_family_torch_without_a_module_and_a_module_without_torch_are_refused():
+    with pytest.raises(ConfigError, match=r"family torch needs model\.module"):
+        config(model={"name": "m", "family": "torch"})
+    with pytest.raises(ConfigError, match=r"model\.module only applies to family torch"):
+        config(model={"name": "m", "module": "widenet:build"})

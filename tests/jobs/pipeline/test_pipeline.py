@@ -315,7 +315,7 @@ def test_tampered_artifact_is_refused(run):
     s, client = run["summary"], run["client"]
     ref = resolve(client, s["model_name"], "champion")
     store = Path(urlparse(client.get_run(ref.run_id).info.artifact_uri).path)
-    spec = store / "model" / "spec.json"
+    spec = store / ref.bundle_path / "spec.json"
     original = spec.read_bytes()
     backup = spec.with_suffix(".bak")
     shutil.copy(spec, backup)
