@@ -10,7 +10,9 @@ validation split:
 - plain: in this process, the same encoded arrays (`jobs.train.arrays.load_arrays`), a DMatrix
   each and `xgboost.train` with the same parameters, scored on the test split at its best round.
 train_ratio = relay wall / plain wall (target <= 1.3); auc_delta = relay's test AUC - plain's
-(target within 0.002). The last line is one JSON object.
+(target within 0.002). A third run, plain XGBoost on the raw columns with its native
+categorical support (pandas category dtype), measures what relay's one-hot encoding costs or
+gains (native_auc_delta, native_wall_s). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ HYPERPARAMETERS = {
 }
 
 
+def full_hyperparameters() -> dict:
+    from jobs.models import gbdt
+
+    return {k: h.default for k, h in gbdt.HYPERPARAMETERS.items()} | HYPERPARAMETERS
+
+
 def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
     """The library alone on relay's encoded splits."""
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    from jobs.models import gbdt
     from jobs.train.arrays import load_arrays
     from jobs.train.boost import params
     from jobs.train.context import TrialContext
@@ -56,7 +63,7 @@ def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
         defaults={},
         threads=2,
     )
-    hp = {k: h.default for k, h in gbdt.HYPERPARAMETERS.items()} | HYPERPARAMETERS
+    hp = full_hyperparameters()
     began = time.perf_counter()
     (x, y), (xv, yv) = load_arrays(ctx, "train"), load_arrays(ctx, "val")
     train, val = xgb.DMatrix(x, label=y, nthread=2), xgb.DMatrix(xv, label=yv, nthread=2)
@@ -79,6 +86,59 @@ def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
     }
 
 
+def native(dataset: Path, meta: dict, seed: int, hp: dict) -> dict[str, float]:
+    """Plain XGBoost on the raw columns, categories as pandas categories (no one-hot)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import xgboost as xgb
+    from sklearn.metrics import roc_auc_score
+
+    from jobs.train.boost import params
+    from jobs.train.context import TrialContext
+
+    features = meta["features"]
+    numeric = [f["name"] for f in features["numeric"] if "part" not in f]
+    categorical = [f["name"] for f in features["categorical"]]
+    label = features["label"]
+
+    def frame(split: str) -> tuple[pd.DataFrame, list[float]]:
+        table = pq.read_table(dataset / split, columns=[*numeric, *categorical, label["name"]])
+        x = table.select(numeric + categorical).to_pandas()
+        for name in categorical:
+            x[name] = x[name].astype("category")
+        y = [label["classes"].index(v) for v in table.column(label["name"]).to_pylist()]
+        return x, y
+
+    ctx = TrialContext(
+        dataset_path=str(dataset),
+        id_column=None,
+        features=features,
+        task="classification",
+        epochs=1,
+        seed=seed,
+        defaults={},
+        threads=2,
+    )
+    began = time.perf_counter()
+    (x, y), (xv, yv) = frame("train"), frame("val")
+    train = xgb.DMatrix(x, label=y, enable_categorical=True, nthread=2)
+    val = xgb.DMatrix(xv, label=yv, enable_categorical=True, nthread=2)
+    booster = xgb.train(
+        params(hp, ctx, "cpu", 2),
+        train,
+        num_boost_round=hp["num_boost_round"],
+        evals=[(val, "val")],
+        early_stopping_rounds=hp["early_stopping_rounds"],
+        verbose_eval=False,
+    )
+    wall = time.perf_counter() - began
+    xt, yt = frame("test")
+    scores = booster.predict(
+        xgb.DMatrix(xt, enable_categorical=True), iteration_range=(0, booster.best_iteration + 1)
+    )
+    return {"wall_s": wall, "auc": float(roc_auc_score(yt, scores))}
+
+
 def main() -> None:
     from cluster.configfile import load_config
     from jobs.artifacts import Dataset
@@ -99,13 +159,13 @@ def main() -> None:
         "tune.num_samples": 1,
         "tune.scheduler": "fifo",
         "train.cpus_per_trial": 2,
-        "gates.model": {},
     }
     try:
         cfg = load_config(ROOT / "configs" / "demo.yaml", overrides=overrides)
         summary = runner.run(cfg, until="evaluate")
         dataset = Dataset.open(Path(summary["dataset_path"]))
         baseline = plain(dataset.path, dataset.meta, cfg.seed)
+        categories = native(dataset.path, dataset.meta, cfg.seed, full_hyperparameters())
     finally:
         shutil.rmtree(state, ignore_errors=True)
     relay_wall = summary["stage_seconds"]["tune"]
@@ -118,6 +178,7 @@ def main() -> None:
     print(f"plain xgb.train   {baseline['wall_s']:8.2f} s   ratio {ratio:.3f}")
     print(f"relay test AUC    {relay_auc:.5f}")
     print(f"plain test AUC    {baseline['auc']:.5f}   delta {relay_auc - baseline['auc']:+.5f}")
+    print(f"native categories {categories['wall_s']:8.2f} s   AUC {categories['auc']:.5f}")
     print(
         json.dumps(
             {
@@ -130,6 +191,9 @@ def main() -> None:
                 "plain_auc": round(baseline["auc"], 5),
                 "auc_delta": round(relay_auc - baseline["auc"], 5),
                 "plain_rounds": baseline["rounds"],
+                "native_wall_s": round(categories["wall_s"], 3),
+                "native_auc": round(categories["auc"], 5),
+                "native_auc_delta": round(relay_auc - categories["auc"], 5),
                 "hyperparameters": HYPERPARAMETERS,
             }
         )

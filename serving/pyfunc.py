@@ -33,8 +33,8 @@ FAMILY_LIBRARIES = {"gbdt": "xgboost-cpu"}  # the others score with torch
 
 def column_type(column: dict[str, Any]) -> str:
     """The MLflow type of an input column, as a request carries it."""
-    if column["type"] == "timestamp":  # text in the column's format, or an epoch number
-        return "double" if column.get("format") in EPOCH_FORMATS else "string"
+    if column["type"] == "timestamp":  # text in the column's format, or whole epoch units
+        return "long" if column.get("format") in EPOCH_FORMATS else "string"
     return COLUMN_TYPES.get(column["type"], "string")  # categories are text
 
 

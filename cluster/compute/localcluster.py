@@ -322,10 +322,20 @@ def _total(nodes: list[dict[str, Any]]) -> dict[str, float]:
     return total
 
 
+_HANDED_OUT: set[int] = set()  # ports this process already gave a node
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port free now and not given to any node before: the kernel hands a just-closed port
+    out again, and two components of one node on one port kill it ("port ... used by other
+    components", seen in CI)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _write(root: Path, record: dict[str, Any]) -> None:

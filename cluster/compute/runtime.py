@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.compute.serveflags import serve_flags
 from cluster.config import RuntimeConfig, ServeConfig
@@ -63,8 +66,24 @@ def quiet_environment() -> None:
     use_credentials_file()
 
 
+_PYTHON_UNRAISABLE_HOOK = sys.unraisablehook
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _redeliver(unraisable: Any) -> None:
+    """A KeyboardInterrupt raised inside a finaliser (`__del__`, a weakref callback: a signal
+    can land there) is printed and dropped by Python, and the command ran on to exit 0. It is
+    delivered again instead, from another thread once the finaliser has returned (delivered from
+    here, it would land in this hook and be dropped the same way)."""
+    if unraisable.exc_type is KeyboardInterrupt:
+        name = str(unraisable.exc_value) if unraisable.exc_value else ""
+        signum = signal.SIGTERM if name == "SIGTERM" else signal.SIGINT
+        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
+        return
+    _PYTHON_UNRAISABLE_HOOK(unraisable)
 
 
 def sigterm_interrupts() -> None:
@@ -74,6 +93,7 @@ def sigterm_interrupts() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        sys.unraisablehook = _redeliver
 
 
 @contextmanager

@@ -267,6 +267,48 @@ def test_a_run_submitted_from_a_clean_checkout_records_its_commit_and_reproduces
     assert reproduced["dataset_digest"] == tags["relay.dataset_digest"]
 
 
+def test_a_gbdt_trial_trains_its_two_xgboost_workers_on_both_nodes(cluster, checkout):
+    """model.family gbdt with workers_per_trial 2 and 2 CPUs per trial, submitted to the head +
+    worker cluster (1 CPU each): Ray can place the two XGBoostTrainer workers only one per node,
+    so the trial's boosting runs over both nodes in XGBoost's collective."""
+    from mlflow.tracking import MlflowClient
+
+    state, uri = cluster["state"], cluster["tracking"]
+    args = ["submit", str(checkout / "configs" / "ci.yaml"), "--state-dir", state]
+    args += ["--project", str(checkout), "--until", "evaluate"]
+    overrides = (
+        "model.family=gbdt",
+        "model.name=credit-gbdt-ci",
+        "tune.search_space=null",
+        "tune.num_samples=1",
+        "train.workers_per_trial=2",
+        "train.cpus_per_trial=2",
+    )
+    for override in overrides:
+        args += ["--set", override]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output[-3000:]
+    job = json_output(result, last_line=True)
+    assert job["status"] == "SUCCEEDED"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("credit-ci")
+    (pipeline,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`relay.ray_submission_id` = '{job['submission_id']}'",
+    )
+    (tune_run,) = lineage.children(client, pipeline, "tune")
+    assert tune_run.data.params["family"] == "gbdt"
+    assert tune_run.data.params["workers_per_trial"] == "2"
+    (trial,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{tune_run.info.run_id}'",
+    )
+    assert trial.data.tags["relay.family"] == "gbdt"
+    assert trial.data.tags["relay.trial_status"] in ("completed", "early_stopped")
+    (evaluation,) = lineage.children(client, pipeline, "evaluate")
+    assert evaluation.data.metrics["test_roc_auc"] > 0.6
+
+
 def readme_ray_job_submit() -> str:
     """The README's `ray job submit` by hand against `relay cluster up`, as written there."""
     text = (ROOT / "README.md").read_text()
