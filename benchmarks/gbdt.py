@@ -38,6 +38,22 @@ HYPERPARAMETERS = {
 }
 
 
+def boosted(hp: dict, ctx: object, train: object, val: object) -> object:
+    """xgboost.train as a user would call it: the same parameters, early stopping on val."""
+    import xgboost as xgb
+
+    from jobs.train.boost import params
+
+    return xgb.train(
+        params(hp, ctx, "cpu", 2),
+        train,
+        num_boost_round=hp["num_boost_round"],
+        evals=[(val, "val")],
+        early_stopping_rounds=hp["early_stopping_rounds"],
+        verbose_eval=False,
+    )
+
+
 def full_hyperparameters() -> dict:
     from jobs.models import gbdt
 
@@ -50,7 +66,6 @@ def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     from jobs.train.arrays import load_arrays
-    from jobs.train.boost import params
     from jobs.train.context import TrialContext
 
     ctx = TrialContext(
@@ -67,14 +82,7 @@ def plain(dataset: Path, meta: dict, seed: int) -> dict[str, float]:
     began = time.perf_counter()
     (x, y), (xv, yv) = load_arrays(ctx, "train"), load_arrays(ctx, "val")
     train, val = xgb.DMatrix(x, label=y, nthread=2), xgb.DMatrix(xv, label=yv, nthread=2)
-    booster = xgb.train(
-        params(hp, ctx, "cpu", 2),
-        train,
-        num_boost_round=hp["num_boost_round"],
-        evals=[(val, "val")],
-        early_stopping_rounds=hp["early_stopping_rounds"],
-        verbose_eval=False,
-    )
+    booster = boosted(hp, ctx, train, val)
     wall = time.perf_counter() - began
     xt, yt = load_arrays(ctx, "test")
     scores = booster.inplace_predict(xt, iteration_range=(0, booster.best_iteration + 1))
@@ -93,7 +101,6 @@ def native(dataset: Path, meta: dict, seed: int, hp: dict) -> dict[str, float]:
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    from jobs.train.boost import params
     from jobs.train.context import TrialContext
 
     features = meta["features"]
@@ -123,14 +130,7 @@ def native(dataset: Path, meta: dict, seed: int, hp: dict) -> dict[str, float]:
     (x, y), (xv, yv) = frame("train"), frame("val")
     train = xgb.DMatrix(x, label=y, enable_categorical=True, nthread=2)
     val = xgb.DMatrix(xv, label=yv, enable_categorical=True, nthread=2)
-    booster = xgb.train(
-        params(hp, ctx, "cpu", 2),
-        train,
-        num_boost_round=hp["num_boost_round"],
-        evals=[(val, "val")],
-        early_stopping_rounds=hp["early_stopping_rounds"],
-        verbose_eval=False,
-    )
+    booster = boosted(hp, ctx, train, val)
     wall = time.perf_counter() - began
     xt, yt = frame("test")
     scores = booster.predict(

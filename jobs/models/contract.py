@@ -101,6 +101,15 @@ class Family(Protocol):
         ...
 
 
+def checkpoint_file(checkpoint: str, name: str) -> bytes:
+    """One file of a trial's checkpoint, from a local folder or an object store."""
+    from jobs.data.sources import filesystem
+
+    fs, path = filesystem(f"{checkpoint.rstrip('/')}/{name}")
+    with fs.open_input_file(path) as handle:
+        return handle.read()
+
+
 def unknown(where: str, family: str, known: Sequence[str]) -> ConfigError:
     """A field naming a hyper-parameter this family does not declare: a did-you-mean and the
     family's own."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cluster.config import SearchParam
-from jobs.models.contract import HyperParameter
+from jobs.models.contract import HyperParameter, checkpoint_file
 from jobs.train.context import TrialContext
 
 HYPERPARAMETERS = {
@@ -64,13 +64,10 @@ class Gbdt:
     def export(
         self, checkpoint: str, hp: Mapping[str, Any], ctx: TrialContext
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
-        from jobs.data.sources import filesystem
         from jobs.train.boost import describe
         from serving.families.trees import BOOSTER
 
-        fs, path = filesystem(f"{checkpoint.rstrip('/')}/{BOOSTER}")
-        with fs.open_input_file(path) as handle:
-            data = handle.read()
+        data = checkpoint_file(checkpoint, BOOSTER)
         return describe(data, ctx), {BOOSTER: data}
 
 

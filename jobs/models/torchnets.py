@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config import SearchParam
-from jobs.models.contract import HyperParameter
+from jobs.models.contract import HyperParameter, checkpoint_file
 from jobs.models.usermodule import UserModule
 from jobs.train.context import TrialContext
 
@@ -60,13 +60,10 @@ class TorchFamily:
     def export(
         self, checkpoint: str, hp: Mapping[str, Any], ctx: TrialContext
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
-        from jobs.data.sources import filesystem
         from jobs.train.loop import CHECKPOINT_FILE, architecture, read_checkpoint
         from serving.families.torchnet import MODULE, weights_bytes
 
-        fs, path = filesystem(f"{checkpoint.rstrip('/')}/{CHECKPOINT_FILE}")
-        with fs.open_input_file(path) as handle:
-            state = read_checkpoint(handle.read())
+        state = read_checkpoint(checkpoint_file(checkpoint, CHECKPOINT_FILE))
         files = weights_bytes(state["model"])
         if self.module is not None:
             files[MODULE] = self.module.source.encode()
