@@ -28,6 +28,8 @@ RELAY = [sys.executable, "-m", "jobs.cli"]
 NUM_SAMPLES = ci_raw()["tune"]["num_samples"]
 DOWN_SECONDS = 3.0  # the server stays stopped this long before it is started again
 
+RAY_WORKER_LINE = re.compile(r"^(\x1b\[\d+m)?\([^)]*pid=\d+[^)]*\)")
+
 
 def model_name(tmp_path: Path) -> str:
     return f"credit-{tmp_path.name}"
@@ -195,7 +197,10 @@ def test_server_that_never_comes_back_fails_the_run_clearly_and_sync_uploads_it(
     state_dir = tmp_path / "state"
     root = spool.spool_root(state_dir)
     assert code == 5, stderr[-3000:]
-    assert "Traceback" not in stderr
+    # relay's own lines: a Ray worker killed at shutdown may print Ray's SIGTERM traceback, which
+    # Ray forwards prefixed with the worker's name and pid (seen once in CI)
+    own = [line for line in stderr.splitlines() if not RAY_WORKER_LINE.match(line)]
+    assert not any("Traceback" in line for line in own), stderr[-3000:]
     assert f"relay tracking sync --state-dir {state_dir} --tracking-uri {uri}" in stderr
     (journal,) = spool.journals(root)  # trials and stages share one journal
     assert str(journal) in stderr
