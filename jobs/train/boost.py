@@ -121,7 +121,7 @@ class Reporter(xgb.callback.TrainingCallback):
         sparse: bool = False,
     ):
         super().__init__()
-        self.hp, self.ctx, self.report, self.extra = hp, ctx, report, extra
+        self.ctx, self.report, self.extra = ctx, report, extra
         self.start = state["best_round"]  # the checkpointed booster has this many rounds
         self.best_round, self.best = state["best_round"], state["best"]
         self.total, self.patience = hp["num_boost_round"], hp["early_stopping_rounds"]
@@ -134,7 +134,7 @@ class Reporter(xgb.callback.TrainingCallback):
         # must report at the same rounds) with its checkpoints; both with the last round.
         # Each report carries its round, ASHA's time unit, so rungs still count rounds.
         self.sparse = sparse
-        self.began = self.last = self.reported = time.perf_counter()
+        self.last = self.reported = time.perf_counter()
         self.busy = extra.pop("setup_seconds", 0.0)
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
