@@ -15,10 +15,12 @@ from typing import Any
 
 from cluster.config import RelayConfig, SearchParam
 from cluster.errors import ConfigError
+from jobs.artifacts import Dataset
 from jobs.models import usermodule
 from jobs.models.contract import KINDS, Family, unknown
 from jobs.models.gbdt import GBDT
 from jobs.models.torchnets import LINEAR, MLP, user_family
+from jobs.train.context import TrialContext
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (MLP, LINEAR, GBDT)}
 # train.* fields that are hyper-parameters of some family (the rest are execution settings)
@@ -94,6 +96,27 @@ def space(cfg: RelayConfig, name: str | None = None) -> dict[str, SearchParam]:
     if mine or configured == {}:
         return mine
     return {k: SearchParam(**v) for k, v in chosen.default_space().items()}
+
+
+def trial_context(cfg: RelayConfig, dataset: Dataset, name: str, **settings: Any) -> TrialContext:
+    """What family `name`'s trials on `dataset` train with (and its export reads);
+    `settings`: the search's own (storage, run name)."""
+    chosen = family(cfg, name)
+    return TrialContext(
+        dataset_path=str(dataset.path),
+        id_column=dataset.meta["id_column"],
+        features=dataset.meta["features"],
+        task=cfg.model.task,
+        epochs=cfg.train.epochs,
+        seed=cfg.seed,
+        defaults=defaults(cfg, name),
+        threads=max(1, int(cfg.train.cpus_per_trial)),
+        workers=cfg.train.workers_per_trial,
+        cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
+        **chosen.context(),
+        kinds={k: hp.kind for k, hp in chosen.hyperparameters.items()},
+        **settings,
+    )
 
 
 def kinds() -> dict[str, type]:

@@ -57,9 +57,9 @@ class Gbdt:
         return int(max(searched.values or [searched.high or 1]))
 
     def trainable(self) -> Callable[[dict[str, Any], TrialContext], None]:
-        from jobs.train.boost import trial
+        from jobs.train.trial import gbdt_trial
 
-        return trial
+        return gbdt_trial
 
     def export(
         self, checkpoint: str, hp: Mapping[str, Any], ctx: TrialContext

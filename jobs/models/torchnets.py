@@ -53,9 +53,9 @@ class TorchFamily:
         return cfg_epochs
 
     def trainable(self) -> Callable[[dict[str, Any], TrialContext], None]:
-        from jobs.train.trial import trial
+        from jobs.train.trial import torch_trial
 
-        return trial
+        return torch_trial
 
     def export(
         self, checkpoint: str, hp: Mapping[str, Any], ctx: TrialContext

@@ -57,14 +57,26 @@ def locate(name: str, folder: Path | None) -> Path:
     return Path(found.origin)
 
 
+# (path, builder, sha256) -> the checked module: a run asks for its family many times, and
+# runs the user's code once; an edited file is read and run again
+_resolved: dict[tuple[str, str, str], UserModule] = {}
+
+
 def resolve(cfg: RelayConfig) -> UserModule:
     """Read, run and check the configured module; every problem is a ConfigError on the field."""
-    from serving.families.torchnet import module_from_source
-
     assert cfg.model.module is not None  # the config requires it for family torch
     name, _, builder = cfg.model.module.partition(":")
     path = locate(name, cfg.folder)
     source = path.read_text()
+    key = (str(path), builder, hashlib.sha256(source.encode()).hexdigest())
+    if key not in _resolved:
+        _resolved[key] = _checked(name, builder, path, source, key[2])
+    return _resolved[key]
+
+
+def _checked(name: str, builder: str, path: Path, source: str, sha256: str) -> UserModule:
+    from serving.families.torchnet import module_from_source
+
     try:
         module = module_from_source(name, source)
     except Exception as exc:  # the user's code: any error is theirs to see
@@ -80,7 +92,7 @@ def resolve(cfg: RelayConfig) -> UserModule:
         builder=builder,
         path=str(path),
         source=source,
-        sha256=hashlib.sha256(source.encode()).hexdigest(),
+        sha256=sha256,
         parameters=parameters,
         takes_any=takes_any,
     )

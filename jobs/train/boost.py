@@ -23,8 +23,8 @@ import xgboost as xgb
 
 from cluster.seeds import derive_seed
 from jobs.train import distributed
-from jobs.train.arrays import load_arrays
-from jobs.train.context import TrialContext, hyperparameters
+from jobs.train.context import TrialContext
+from jobs.train.splits import Arrays
 from serving.families.trees import BOOSTER, load_booster
 from serving.features import feature_names
 
@@ -44,16 +44,18 @@ LIBRARY_PARAMS = (
 
 def objective(ctx: TrialContext) -> dict[str, Any]:
     """The loss and metrics for the task; val_loss means what it means for the torch families
-    (mean log loss, or the mean squared error of the standardised label)."""
+    (mean log loss, or the mean squared error of the standardised label). The loss is the last
+    metric: xgboost's own early stopping watches the last, so these parameters in a plain
+    `xgboost.train` stop on the loss, as relay's trials do."""
     if ctx.task == "regression":
         return {"objective": "reg:squarederror", "eval_metric": ["rmse"]}
     classes = len(ctx.features["label"]["classes"])
     if classes == 2:
-        return {"objective": "binary:logistic", "eval_metric": ["logloss", "error"]}
+        return {"objective": "binary:logistic", "eval_metric": ["error", "logloss"]}
     return {
         "objective": "multi:softprob",
         "num_class": classes,
-        "eval_metric": ["mlogloss", "merror"],
+        "eval_metric": ["merror", "mlogloss"],
     }
 
 
@@ -175,22 +177,21 @@ class Reporter(xgb.callback.TrainingCallback):
         return stop
 
 
-def trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """The Tune function trainable for gbdt."""
-    hp = hyperparameters(config, ctx)
-    if ctx.workers > 1:
-        from ray.train.xgboost import XGBoostTrainer
+def fit_distributed(hp: dict[str, Any], ctx: TrialContext) -> None:
+    """An XGBoostTrainer over `workers_per_trial` workers (`worker_loop`)."""
+    from ray.train.xgboost import XGBoostTrainer
 
-        distributed.fit(XGBoostTrainer, worker_loop, hp, ctx)
-        return
+    distributed.fit(XGBoostTrainer, worker_loop, hp, ctx)
+
+
+def fit(hp: dict[str, Any], ctx: TrialContext, train: Arrays, val: Arrays, began: float) -> None:
+    """Boost one trial in this process on `train`, stopping early on `val`, reporting to Tune."""
     import ray
     from ray import tune
 
-    began = time.perf_counter()
     device = pick_device(ray.get_gpu_ids())
-    (x, y), (xv, yv) = load_arrays(ctx, "train"), load_arrays(ctx, "val")
-    train = xgb.DMatrix(x, label=y, nthread=ctx.threads)
-    val = xgb.DMatrix(xv, label=yv, nthread=ctx.threads)
+    train_matrix = xgb.DMatrix(train[0], label=train[1], nthread=ctx.threads)
+    val_matrix = xgb.DMatrix(val[0], label=val[1], nthread=ctx.threads)
     booster, state = restore(tune.get_checkpoint())
 
     def report(metrics: dict[str, Any], folder: str | None) -> None:
@@ -202,7 +203,8 @@ def trial(config: dict[str, Any], ctx: TrialContext) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "setup_seconds": time.perf_counter() - began,
     }
-    boost(hp, ctx, train, val, booster, state, Reporter(hp, ctx, state, report, extra), device)
+    reporter = Reporter(hp, ctx, state, report, extra)
+    boost(hp, ctx, train_matrix, val_matrix, booster, state, reporter, device)
 
 
 def boost(

@@ -27,6 +27,7 @@ class TrialContext:
     network: str = "mlp"  # the torch family: mlp, linear (no hidden layer), torch (module)
     module: dict[str, str] | None = None  # family torch: the user module's name, builder, source
     kinds: dict[str, str] = field(default_factory=dict)  # hyper-parameter -> int | float | str
+    splits: Any = None  # an ObjectRef to the search's (train, val) arrays (`jobs.train.splits`)
 
 
 def hyperparameters(config: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The training loop, shared by both ways a trial runs (`jobs.train.trial`).
+"""The training loop, shared by both ways a torch trial runs (`tensors`, `ddp`).
 
 `workers_per_trial: 1` runs `loop` directly in the Tune trial over in-memory tensors;
 more workers run the same `loop` in each TorchTrainer worker over Ray Data shards

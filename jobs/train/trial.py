@@ -1,105 +1,39 @@
-"""The Tune function trainable: one worker over in-memory tensors, or a DDP run (`ddp`)."""
+"""The Tune function trainables, light to import: each loads its library (`tensors` for the
+torch families, `boost` for gbdt) and takes the search's splits (`splits`), or hands a
+multi-worker trial to Ray Train."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import torch
-
-from jobs.train.arrays import load_arrays
+from jobs.train import splits
 from jobs.train.context import TrialContext, hyperparameters
-from jobs.train.loop import Batch, Executor, loop, quiet_checkpoint_logs
-
-log = logging.getLogger(__name__)
 
 
-def trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """The Tune function trainable."""
-    quiet_checkpoint_logs()
+def torch_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """mlp, linear and user torch modules: in this process, or a DDP run over the workers."""
     hp = hyperparameters(config, ctx)
     if ctx.workers > 1:
         from jobs.train.ddp import fit_distributed
 
         fit_distributed(hp, ctx)
         return
-    import ray
-    from ray import tune
-
-    torch.set_num_threads(ctx.threads)
     began = time.perf_counter()
-    device = pick_device(ray.get_gpu_ids())
-    data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"]).to(device)
-    executor = Executor(
-        report=lambda metrics, folder: tune.report(
-            metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None
-        ),
-        checkpoint=tune.get_checkpoint(),
-        reduce=lambda sums: sums,
-        wrap=lambda model: model.to(device),
-        device=device,
-        gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()),
-        node_id=ray.get_runtime_context().get_node_id(),
-    )
-    loop(hp, ctx, data, executor, setup_seconds=time.perf_counter() - began)
+    from jobs.train import tensors
+
+    tensors.fit(hp, ctx, *splits.fetch(ctx), began)
 
 
-class TensorData:
-    """Whole splits in memory; each epoch a seeded permutation of the training rows."""
+def gbdt_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """XGBoost: in this process, or an XGBoostTrainer over the workers."""
+    hp = hyperparameters(config, ctx)
+    if ctx.workers > 1:
+        from jobs.train.boost import fit_distributed
 
-    def __init__(
-        self,
-        x_train: torch.Tensor,
-        y_train: torch.Tensor,
-        x_val: torch.Tensor,
-        y_val: torch.Tensor,
-        batch_size: int,
-    ):
-        self.x_train, self.y_train = x_train, y_train
-        self.x_val, self.y_val = x_val, y_val
-        self.batch_size = batch_size
+        fit_distributed(hp, ctx)
+        return
+    began = time.perf_counter()
+    from jobs.train import boost
 
-    def to(self, device: torch.device) -> TensorData:
-        """The splits resident on the training device: one copy, not one per batch."""
-        moved = (t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val))
-        return TensorData(*moved, batch_size=self.batch_size)
-
-    def train_batches(self, seed: int) -> Iterator[Batch]:
-        # The permutation is drawn on the CPU: the same order whatever the device.
-        order = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(seed))
-        order = order.to(self.x_train.device)
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield self.x_train[index], self.y_train[index]
-
-    def val_batches(self) -> Iterator[Batch]:
-        yield self.x_val, self.y_val
-
-
-_loaded: dict[str, tuple[torch.Tensor, ...]] = {}
-
-
-def load_tensors(ctx: TrialContext) -> tuple[torch.Tensor, ...]:
-    """Train and val tensors, cached per process: a re-used trial actor reads them once."""
-    if ctx.dataset_path not in _loaded:
-        _loaded.clear()
-        _loaded[ctx.dataset_path] = (*load_split(ctx, "train"), *load_split(ctx, "val"))
-    return _loaded[ctx.dataset_path]
-
-
-def load_split(ctx: TrialContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = load_arrays(ctx, split)
-    return torch.from_numpy(x), torch.from_numpy(y)
-
-
-def pick_device(gpu_ids: list[Any]) -> torch.device:
-    """CUDA only when Ray gave this trial a GPU and torch can see one; otherwise the CPU."""
-    if gpu_ids and torch.cuda.is_available():
-        return torch.device("cuda")
-    if gpu_ids:
-        log.warning(
-            "trial was given GPU %s but torch sees no CUDA device: training on CPU", gpu_ids
-        )
-    return torch.device("cpu")
+    boost.fit(hp, ctx, *splits.fetch(ctx), began)

@@ -26,6 +26,7 @@ from jobs.artifacts import Dataset, TuneOutcome
 from jobs.metrics import plots
 from jobs.models import families
 from jobs.progress import StageRuns
+from jobs.train import splits
 from jobs.train.context import TrialContext, hyperparameters
 from jobs.tune.trialruns import TrialRuns
 
@@ -95,7 +96,6 @@ class Search:
     family: str
     ctx: TrialContext
     grid: Any
-    wall: float
     trial_runs: TrialRuns
 
 
@@ -129,6 +129,11 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
                 "dataset_digest": dataset.digest,
             },
         )
+        started = time.perf_counter()
+        # one read of the splits for every family's trials, started before the first trial;
+        # multi-worker trials read shards through Ray Data instead
+        one_worker = cfg.train.workers_per_trial == 1
+        read = splits.start(families.trial_context(cfg, dataset, listed[0])) if one_worker else None
         searches = [
             _search(
                 cfg,
@@ -139,10 +144,12 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
                 tracker,
                 run_id,
                 name if len(listed) == 1 else f"{name}-{f}",
+                read,
             )
             for f in listed
         ]
-        outcome = _record(tracker, run_id, searches, cfg, trial_slots(cfg, info, gpu))
+        wall = time.perf_counter() - started
+        outcome = _record(tracker, run_id, searches, cfg, trial_slots(cfg, info, gpu), wall)
     return outcome
 
 
@@ -162,32 +169,24 @@ def _search(
     tracker: Tracker,
     run_id: str,
     name: str,
+    read: Any,
 ) -> Search:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     chosen = families.family(cfg, family_name)
-    defaults = families.defaults(cfg, family_name)
     space = families.space(cfg, family_name)
     storage = storage_root(cfg)
-    ctx = TrialContext(
-        dataset_path=str(dataset.path),
-        id_column=dataset.meta["id_column"],
-        features=dataset.meta["features"],
-        task=cfg.model.task,
-        epochs=cfg.train.epochs,
-        seed=cfg.seed,
-        defaults=defaults,
-        threads=max(1, int(cfg.train.cpus_per_trial)),
-        workers=cfg.train.workers_per_trial,
-        cpus_per_worker=cfg.train.cpus_per_trial / cfg.train.workers_per_trial,
+    ctx = families.trial_context(
+        cfg,
+        dataset,
+        family_name,
         use_gpu=gpu,
         storage_path=f"{storage}/train",
         run_name=name,
-        **chosen.context(),
-        kinds={k: hp.kind for k, hp in chosen.hyperparameters.items()},
+        splits=read,
     )
-    max_t = chosen.iterations(cfg.train.epochs, defaults, space)
+    max_t = chosen.iterations(cfg.train.epochs, ctx.defaults, space)
     # a family whose early iterations say little (boosting rounds) sets a floor
     grace = max(cfg.tune.grace_period, math.ceil(chosen.min_grace_share * max_t))
     scheduler = (
@@ -202,17 +201,16 @@ def _search(
     )
     resources = trial_resources(cfg, info, gpu)
     trainable = tune.with_resources(tune.with_parameters(chosen.trainable(), ctx=ctx), resources)
-    trial_runs = TrialRuns(tracker, run_id, ctx.epochs, defaults, family=chosen.name)
+    trial_runs = TrialRuns(tracker, run_id, ctx.epochs, ctx.defaults, family=chosen.name)
     if tune.Tuner.can_restore(f"{storage}/{name}"):
         tuner = tune.Tuner.restore(
             f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = _new_tuner(cfg, trainable, scheduler, name, storage, trial_runs, space)
-    started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # Tune's tables; stdout is for results
         grid = tuner.fit()
-    return Search(chosen.name, ctx, grid, time.perf_counter() - started, trial_runs)
+    return Search(chosen.name, ctx, grid, trial_runs)
 
 
 def storage_root(cfg: RelayConfig) -> str:
@@ -291,7 +289,12 @@ def _new_tuner(
 
 
 def _record(
-    tracker: Tracker, run_id: str, searches: list[Search], cfg: RelayConfig, slots: float
+    tracker: Tracker,
+    run_id: str,
+    searches: list[Search],
+    cfg: RelayConfig,
+    slots: float,
+    wall: float,
 ) -> TuneOutcome:
     """Tag the best trial's run (the best across families) and summarise the search."""
     grids = [r for search in searches for r in search.grid]
@@ -319,7 +322,6 @@ def _record(
     }
     hp = hyperparameters(best.config, winner.ctx)
     trained = sum(float((r.metrics or {}).get("trial_seconds", 0.0)) for r in grids)
-    wall = sum(s.wall for s in searches)
     per_family = (
         {
             f"best_{cfg.tune.metric}_{family}": float(b.metrics[cfg.tune.metric])

@@ -18,7 +18,7 @@ import torch
 
 from jobs.train.context import TrialContext
 from jobs.train.loop import CHECKPOINT_FILE, Executor, loop, read_checkpoint
-from jobs.train.trial import TensorData, pick_device
+from jobs.train.tensors import TensorData, pick_device
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device here (CI has none); run on a GPU machine"

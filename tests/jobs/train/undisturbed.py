@@ -17,7 +17,8 @@ import torch
 from jobs.models.torchnets import MLP
 from jobs.train.context import TrialContext, hyperparameters
 from jobs.train.loop import Executor, loop
-from jobs.train.trial import TensorData, load_tensors
+from jobs.train.splits import read
+from jobs.train.tensors import TensorData, as_tensors
 
 
 def undisturbed(
@@ -49,7 +50,7 @@ def undisturbed(
     threads = torch.get_num_threads()
     torch.set_num_threads(ctx.threads)
     try:
-        data = TensorData(*load_tensors(ctx), batch_size=hp["batch_size"])
+        data = TensorData(*as_tensors(*read(ctx)), batch_size=hp["batch_size"])
         loop(hp, ctx, data, executor, setup_seconds=0.0)
     finally:
         torch.set_num_threads(threads)

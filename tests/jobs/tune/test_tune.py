@@ -103,7 +103,7 @@ def test_other_tasks_train_and_evaluate(ray_cluster, make_config, task, tmp_path
         truth = np.asarray(test.column("loan_amount").to_pylist(), dtype=float)
         mean_rmse = float(np.sqrt(np.mean((truth - truth.mean()) ** 2)))  # the mean predictor's
         assert metrics["test_r2"] > 0.5 and metrics["test_rmse"] < 0.7 * mean_rmse, metrics
-        assert list((tmp_path / "checkpoints").glob("*/trial_*/checkpoint_*/checkpoint.pt"))
+        assert list((tmp_path / "checkpoints").glob("*/torch_trial_*/checkpoint_*/checkpoint.pt"))
 
 
 def test_killed_trial_resumes_from_its_checkpoint(ray_cluster, make_config):
