@@ -8,6 +8,11 @@ uvicorn worker), and loads each with the same wrk run: single-record requests at
 concurrency 1, 8 and 32, then 256-record /predict/batch requests at concurrency 8.
 The switches are the `serve` config's `ingress`, `throughput_optimized` and
 `batch_wait_timeout_s`: relay starts its Ray with the matching RAY_SERVE_* flags.
+Then the inference log's cost (`serve.log`, on by default): relay redeployed with the log off
+and on again, three times in turn, each time single-record requests at concurrency 1 and 32;
+`log.c32_loss` is 1 - (rps with the log / rps without), `log.added_p50_ms_c1` the p50 it adds
+(medians of the three rounds; targets <= 0.05 and <= 0.2 ms), and the log's own cost per record
+measured in this process (request path, writer).
 The last line is one JSON object.
 """
 
@@ -18,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CONCURRENCY = (1, 8, 32)
 BATCH_RECORDS = 256
+LOG_ROUNDS = 3  # log off/on pairs: medians over three, as single runs here vary by 10%
+PER_RECORD_ROWS = 20_000
 
 
 def wrk(url: str, token: str, body: Any, connections: int, seconds: int) -> dict[str, float]:
@@ -69,6 +77,76 @@ def wait_ready(url: str, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def log_cost(
+    cfg: Any, summary: dict[str, Any], token: str, record: Any, seconds: int
+) -> dict[str, Any]:
+    """The same endpoint with `serve.log.enabled` false, then true, ROUNDS times in turn; and
+    the log's own cost per record in this process (queueing it, then writing it)."""
+    from serving.launch import serve_app
+
+    rounds: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for enabled in (False, True) * LOG_ROUNDS:
+        variant = cfg.model_copy(
+            update={
+                "serve": cfg.serve.model_copy(
+                    update={"log": cfg.serve.log.model_copy(update={"enabled": enabled})}
+                )
+            }
+        )
+        base, _ = serve_app(variant, summary["tracking_uri"])  # the route prefix's URL
+        wait_ready(f"{base}/healthz")
+        c1 = wrk(f"{base}/predict", token, record, 1, seconds)
+        c32 = wrk(f"{base}/predict", token, record, 32, seconds)
+        rounds[enabled].append({"c1_p50_ms": c1["p50_ms"], "c32_rps": c32["rps"]})
+
+    def median(enabled: bool, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[enabled])
+
+    loss = 1 - median(True, "c32_rps") / median(False, "c32_rps")
+    added = median(True, "c1_p50_ms") - median(False, "c1_p50_ms")
+    queue_us, write_us = per_record_cost(summary, record)
+    print(
+        f"inference log: c=32 throughput loss {loss:+.3f} (target <= 0.05), added p50 at c=1 "
+        f"{added:+.3f} ms (target <= 0.2); in-process {queue_us:.1f} us per record on the "
+        f"request path + {write_us:.1f} us in the writer"
+    )
+    return {
+        "rounds_on": rounds[True],
+        "rounds_off": rounds[False],
+        "c32_loss": round(loss, 4),
+        "added_p50_ms_c1": round(added, 3),
+        "queue_us_per_record": round(queue_us, 2),
+        "write_us_per_record": round(write_us, 2),
+    }
+
+
+def per_record_cost(summary: dict[str, Any], record: dict[str, Any]) -> tuple[float, float]:
+    """Microseconds per record: `InferenceLog.add` as a replica calls it, then the writer's
+    flush (Arrow table, Parquet file), for the served version's schema."""
+    from mlflow.tracking import MlflowClient
+
+    from cluster.tracking.registry import load_verified, resolve
+    from serving.inference_log import Answered, InferenceLog, log_schema
+
+    client = MlflowClient(summary["tracking_uri"], registry_uri=summary["tracking_uri"])
+    spec, _ = load_verified(client, resolve(client, summary["model_name"], "champion"))
+    schema = log_schema(spec)
+    answer = summary["prediction"]["response"]
+    result = {k: answer[k] for k in ("prediction", "probabilities") if k in answer}
+    with tempfile.TemporaryDirectory() as folder:
+        log = InferenceLog(folder, "bench", flush_seconds=3600)
+        began = time.perf_counter()
+        for i in range(PER_RECORD_ROWS):
+            answered = Answered(
+                str(i), time.time(), "bench", 1, "champion", "predict", 1.0, [record], [result]
+            )
+            log.add(schema, answered)
+        queued = time.perf_counter()
+        log.close()
+        done = time.perf_counter()
+    return (queued - began) / PER_RECORD_ROWS * 1e6, (done - queued) / PER_RECORD_ROWS * 1e6
 
 
 def main() -> None:
@@ -140,6 +218,7 @@ def main() -> None:
             results["added_p50_ms_c1"] = round(
                 results["c1"]["relay_p50_ms"] - results["c1"]["bare_p50_ms"], 3
             )
+            results["log"] = log_cost(cfg, summary, token, record, seconds)
             results["serve"] = {
                 "ingress": cfg.serve.ingress,
                 "throughput_optimized": cfg.serve.throughput_optimized,

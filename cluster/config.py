@@ -486,6 +486,31 @@ class AutoscalingConfig(ReplicaRange):
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+class InferenceLogConfig(Strict):
+    enabled: bool = Field(True, description="Log every answered prediction (relay monitor).")
+    path: str | None = Field(
+        None,
+        description="Folder or object-store URI (s3://, gs://) of the inference log; files go "
+        "under <path>/<model name>/. Default <state_dir>/inference.",
+    )
+    sample: float = Field(
+        1.0, ge=0, le=1, description="Share of prediction requests logged (all their records)."
+    )
+    flush_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Each replica writes what it logged as one Parquet file this often; a "
+        "replica killed outright loses at most this much.",
+    )
+    queue_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Rows a replica holds for the writer at most; beyond, rows are dropped "
+        "and counted (the endpoint never waits on its log).",
+    )
+
+
 class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="HTTP bind address of the Serve proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
@@ -547,6 +572,9 @@ class ServeConfig(Strict):
         description="How often Serve's controller checks its HTTP proxy; after 3 failed checks "
         "it starts a new one. Serve's default 10 s left the port dark ~31 s after a proxy "
         "crash here; 2 s costs one tiny RPC per period.",
+    )
+    log: InferenceLogConfig = Field(
+        default_factory=InferenceLogConfig, description="The inference log (relay monitor)."
     )
     throughput_optimized: bool = Field(
         False,
@@ -694,6 +722,44 @@ class GatesConfig(Strict):
     pii: PiiGates = Field(default_factory=PiiGates)
 
 
+DURATION = r"^\d+(\.\d+)?[smhdw]$"
+
+
+class MonitorConfig(Strict):
+    """Thresholds `relay monitor` holds the served versions to; each unset one is the
+    matching `gates:` value, so what promotion demanded is what serving is held to."""
+
+    since: str = Field(
+        "24h", pattern=DURATION, description="The window read by default: 30m, 24h, 7d, ..."
+    )
+    min_predictions: int = Field(
+        100,
+        ge=1,
+        description="A version with fewer logged predictions in the window is reported, not "
+        "judged on drift or null rates (too few to tell).",
+    )
+    drift: DriftGate | None = Field(
+        None,
+        description="Drift of each input feature against the version's training data "
+        "(default: gates.data.drift).",
+    )
+    prediction_drift_max: float | None = Field(
+        None,
+        gt=0,
+        description="Largest drift of the answers against the version's answers to its test "
+        "split (default: the drift max).",
+    )
+    max_null_rate: Share | None = Field(
+        None, description="Largest share of empty values in any input (gates.data.max_null_rate)."
+    )
+    max_latency_p99_ms: float | None = Field(
+        None, gt=0, description="Largest 99th-percentile request latency in the replica (off)."
+    )
+    max_drop_rate: Share = Field(
+        0.01, description="Largest share of answered records the inference log may have dropped."
+    )
+
+
 class TrackingConfig(Strict):
     uri: str | None = Field(
         None,
@@ -769,6 +835,11 @@ class KubernetesConfig(Strict):
     job_deadline_seconds: int = Field(
         86400, ge=1, description="RayJob: the pipeline is stopped after this many seconds."
     )
+    monitor_schedule: str = Field(
+        "17 * * * *",
+        pattern=r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$",
+        description="CronJob relay-monitor: when `relay monitor` runs (cron syntax, UTC).",
+    )
 
 
 class RelayConfig(Strict):
@@ -782,6 +853,9 @@ class RelayConfig(Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     gates: GatesConfig = Field(
         default_factory=GatesConfig, description="What a model must pass to be promoted."
+    )
+    monitor: MonitorConfig = Field(
+        default_factory=MonitorConfig, description="What `relay monitor` holds served versions to."
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

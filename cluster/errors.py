@@ -57,7 +57,18 @@ class JobFailedError(RelayError):
     exit_code = 8
 
 
+class MonitorAlertError(RelayError):
+    """`relay monitor`: a served version broke a `monitor:` threshold (cron, CI and a
+    Kubernetes CronJob act on the exit code). `summary` is the recorded report."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
+
+
 class TrainingFailedError(RelayError):
     """Every trial of a search failed: nothing to evaluate (each trial run has its traceback)."""
 
-    exit_code = 9
+    exit_code = 10

@@ -112,6 +112,12 @@ class AppArgs(BaseModel):
         description="Every so many seconds each replica looks the aliases up and swaps in "
         "the versions they moved to (same input schema only); None: only a redeploy swaps.",
     )
+    log_path: str | None = Field(
+        None, description="Inference log folder or URI (files under <path>/<model>); None: off."
+    )
+    log_sample: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
+    log_flush_seconds: float = Field(5.0, gt=0, description="Each replica writes this often.")
+    log_queue_rows: int = Field(100_000, ge=1, description="Rows queued at most, then dropped.")
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class Served:
     ref: Any  # cluster.tracking.registry.ModelRef
     predictor: Any  # serving.model.Predictor
     spec: dict[str, Any]
+    log_schema: Any  # pyarrow.Schema of this version's inference log rows
 
     def info(self) -> dict[str, Any]:
         return {
@@ -180,6 +187,30 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
                 tag_keys=("model_version",),
             )
+            self.inference = None
+            if args.log_path:
+                from serving.inference_log import InferenceLog
+
+                logged = metrics.Counter(
+                    "relay_inference_logged", description="Records written to the inference log."
+                )
+                dropped = metrics.Counter(
+                    "relay_inference_dropped",
+                    description="Records the inference log dropped (queue full, write failed).",
+                )
+                self.inference = InferenceLog(
+                    args.log_path,
+                    args.model_name,
+                    flush_seconds=args.log_flush_seconds,
+                    queue_rows=args.log_queue_rows,
+                    on_written=logged.inc,
+                    on_dropped=dropped.inc,
+                )
+
+        def __del__(self) -> None:
+            """Serve's graceful shutdown (SIGTERM, redeploy, scale-down): write the log out."""
+            if getattr(self, "inference", None) is not None:
+                self.inference.close()
 
         async def reconfigure(self, user_config: dict[str, Any]) -> None:
             """Load the versions `build` resolved; requests keep flowing to the old ones."""
@@ -239,6 +270,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
         def _load(self, version: int) -> Served:
             """The version, verified; re-used when already loaded as champion or challenger."""
             from cluster.tracking.registry import load_verified, resolve
+            from serving.inference_log import log_schema
             from serving.model import Predictor
 
             for loaded in (self.served, self.challenger):
@@ -246,7 +278,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     return loaded
             ref = resolve(self.client, self.args.model_name, str(version))
             spec, files = load_verified(self.client, ref)
-            return Served(ref, Predictor(spec, files), spec)
+            return Served(ref, Predictor(spec, files), spec, log_schema(spec))
 
         @api.get("/healthz")
         def healthz(self) -> dict[str, Any]:
@@ -288,9 +320,12 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             self.auth.check(credentials)
             began = time.perf_counter()
             served = self._current()
-            result, served = await self._batched((served, record.model_dump()))
+            inputs = record.model_dump()
+            result, served = await self._batched((served, inputs))
+            ids = _ids(served)
             self._count(served, 1, began)
-            return {**result, **served.info(), **_ids(served)}
+            self._log(served, "predict", ids["request_id"], [inputs], [result], began)
+            return {**result, **served.info(), **ids}
 
         @api.post(
             "/predict/batch",
@@ -308,8 +343,10 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             served = self._current()
             rows = [r.model_dump() for r in body.records]
             predictions = served.predictor.predict_records(rows) if rows else []
+            ids = _ids(served)
             self._count(served, len(rows), began)
-            return {"predictions": predictions, **served.info(), **_ids(served)}
+            self._log(served, "batch", ids["request_id"], rows, predictions, began)
+            return {"predictions": predictions, **served.info(), **ids}
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
         async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
@@ -330,6 +367,35 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             if self.challenger and random.random() < self.share:
                 return self.challenger
             return self.served
+
+        def _log(
+            self,
+            served: Served,
+            route: str,
+            request_id: str,
+            inputs: list[dict[str, Any]],
+            results: list[dict[str, Any]],
+            began: float,
+        ) -> None:
+            """Hand the answered records to the inference log (sampled per request)."""
+            if self.inference is None or not inputs or random.random() >= self.args.log_sample:
+                return
+            from serving.inference_log import Answered
+
+            self.inference.add(
+                served.log_schema,
+                Answered(
+                    request_id,
+                    time.time(),
+                    served.ref.name,
+                    served.ref.version,
+                    "challenger" if served is self.challenger else "champion",
+                    route,
+                    (time.perf_counter() - began) * 1000,
+                    inputs,
+                    results,
+                ),
+            )
 
         def _count(self, served: Served, records: int, began: float) -> None:
             tags = {"model_version": str(served.ref.version)}

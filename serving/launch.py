@@ -40,7 +40,19 @@ def app_args(
         "token_file": token_file,
         "log_level": log_level,
         "poll_alias_seconds": s.poll_alias_seconds,
+        "log_path": inference_log_path(cfg) if s.log.enabled else None,
+        "log_sample": s.log.sample,
+        "log_flush_seconds": s.log.flush_seconds,
+        "log_queue_rows": s.log.queue_rows,
     }
+
+
+def inference_log_path(cfg: RelayConfig) -> str:
+    """Where the replicas write the inference log: `serve.log.path` or <state_dir>/inference."""
+    configured = cfg.serve.log.path
+    if configured and "://" in configured:
+        return configured.rstrip("/")
+    return str(Path(configured or Path(cfg.runtime.state_dir) / "inference").resolve())
 
 
 def token_file(cfg: RelayConfig) -> Path | None:

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 unexpected error, 2 invalid config or argument, 3 data quality, 4 gate failed
 (registered as 'rejected', not promoted), 5 Ray or tracking unreachable, 6 serving failed,
-7 not reproduced, 8 submitted job failed, 130 interrupted (Ctrl-C or SIGTERM).
+7 not reproduced, 8 submitted job failed, 9 a monitor check failed (relay monitor), 10 every
+trial failed, 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,7 +11,19 @@ from __future__ import annotations
 import typer
 
 from cluster.errors import RelayError
-from jobs.cli import cluster, data, init, k8s, lineage, predict, rollout, run, submit, tracking
+from jobs.cli import (
+    cluster,
+    data,
+    init,
+    k8s,
+    lineage,
+    monitor,
+    predict,
+    rollout,
+    run,
+    submit,
+    tracking,
+)
 from jobs.console import fail
 
 app = typer.Typer(
@@ -37,6 +50,8 @@ app.command()(init.init)
 app.command()(run.run)
 app.command()(run.validate)
 app.command()(predict.predict)
+app.command()(monitor.monitor)
+app.command()(monitor.feedback)
 app.command()(lineage.lineage)
 app.command()(lineage.reproduce)
 app.command()(lineage.runs)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from cluster.config import DriftGate, RelayConfig
 from jobs.artifacts import Dataset, Evaluation, TuneOutcome
@@ -21,7 +22,6 @@ from jobs.metrics.groups import group_metrics
 from jobs.metrics.task import metrics_of, true_values
 from jobs.models import families
 from jobs.progress import StageRuns
-from jobs.train.context import TrialContext
 
 SPEC_FORMAT = "relay.model/2"
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # group values are data: MLflow refuses other characters
@@ -34,17 +34,7 @@ def exported(
     and the weight files, from the best trial's checkpoint."""
     chosen = families.family(cfg, outcome.family)
     features = dataset.meta["features"]
-    ctx = TrialContext(
-        dataset_path=str(dataset.path),
-        id_column=dataset.meta["id_column"],
-        features=features,
-        task=cfg.model.task,
-        epochs=cfg.train.epochs,
-        seed=cfg.seed,
-        defaults={},
-        threads=1,
-        **chosen.context(),
-    )
+    ctx = families.trial_context(cfg, dataset, outcome.family)
     architecture, files = chosen.export(outcome.checkpoint_path, outcome.hyperparameters, ctx)
     return {
         "format": SPEC_FORMAT,
@@ -76,23 +66,29 @@ def restore(
     cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, recorded: dict[str, Any]
 ) -> Evaluation:
     """A finished evaluation, on resume: the same model and its recorded metrics, not re-scored."""
-    evaluation = _model(cfg, dataset, outcome, recorded["run_id"])
+    evaluation = _model(cfg, dataset, outcome, recorded["run_id"])[0]
     evaluation.metrics, evaluation.groups = recorded["metrics"], recorded["groups"]
     return evaluation
 
 
-def _model(cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, run_id: str) -> Evaluation:
+def _model(
+    cfg: RelayConfig, dataset: Dataset, outcome: TuneOutcome, run_id: str
+) -> tuple[Evaluation, pa.Table, np.ndarray]:
+    """The exported model, the test split and its answers to it; the spec keeps those answers'
+    distribution, which live answers drift against (`relay monitor`)."""
     spec, files = exported(cfg, dataset, outcome)
-    return Evaluation(run_id=run_id, metrics={}, spec=spec, files=files)
+    evaluation = Evaluation(run_id=run_id, metrics={}, spec=spec, files=files)
+    test = dataset.split("test")
+    output = evaluation.predictor().predict_table(test)
+    spec["prediction_reference"] = drift.prediction_reference(spec, output, reference_bins(cfg))
+    return evaluation, test, output
 
 
 def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcome) -> Evaluation:
     tracker = runs.tracker
     with runs.open("evaluate") as run_id:
-        evaluation = _model(cfg, dataset, outcome, run_id)
+        evaluation, test, output = _model(cfg, dataset, outcome, run_id)
         spec = evaluation.spec
-        test = dataset.split("test")
-        output = evaluation.predictor().predict_table(test)
         truth = true_values(spec, test)
         evaluation.metrics = metrics_of(spec, truth, output)
         evaluation.groups = group_metrics(cfg, spec, test, truth, output)

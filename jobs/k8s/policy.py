@@ -56,6 +56,9 @@ def _pods(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], bool]]:
     spec = obj.get("spec") or {}
     if obj["kind"] in WORKLOADS:
         yield "spec.template.spec", spec["template"]["spec"], False
+    if obj["kind"] == "CronJob":
+        job = spec["jobTemplate"]["spec"]
+        yield "spec.jobTemplate.spec.template.spec", job["template"]["spec"], False
     for at, cluster in _clusters(obj):
         yield (
             f"{at}.headGroupSpec.template.spec",

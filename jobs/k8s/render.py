@@ -11,7 +11,7 @@ it; `manifests.yaml` beside it is relay's own build of the same kustomization.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -27,6 +27,7 @@ OVERLAYS = ("cpu", "gpu")
 TRACKING_URI = "http://mlflow:5000"  # the in-cluster MLflow Service (k8s/base/mlflow.yaml)
 TOKEN_ENV = "RELAY_SERVE_TOKEN"  # wired to the relay-secrets serve-token key in every Ray pod
 SERVE_PORT = 8000
+POD_STATE = "/var/lib/relay"  # the relay-state volume: every Ray pod's working directory
 # Ray objects of the base and where each keeps its cluster spec.
 CLUSTERS = {
     "RayCluster": ("relay", "/spec"),
@@ -44,6 +45,9 @@ def serve_config(cfg: RelayConfig) -> dict[str, Any]:
         )
     args = app_args(cfg, cfg.tracking.uri or TRACKING_URI, None, log_level="INFO")
     args["token_env"] = TOKEN_ENV
+    configured = cfg.serve.log.path or f"{cfg.runtime.state_dir}/inference"
+    if args["log_path"] and "://" not in configured:  # a path in the pods, not on this machine
+        args["log_path"] = str(PurePosixPath(POD_STATE) / configured)
     return {
         "http_options": {"host": "0.0.0.0", "port": SERVE_PORT},
         "applications": [
@@ -108,6 +112,9 @@ def _patches(cfg: RelayConfig, config_text: str, overlay: str) -> list[dict[str,
     )
     mlflow_image = "/spec/template/spec/containers/0/image"
     patches.append(_patch("Deployment", "mlflow", [_replace(mlflow_image, k.image)]))
+    monitor_image = "/spec/jobTemplate/spec/template/spec/containers/0/image"
+    monitor = [_replace(monitor_image, k.image), _replace("/spec/schedule", k.monitor_schedule)]
+    patches.append(_patch("CronJob", "relay-monitor", monitor))
     return patches
 
 

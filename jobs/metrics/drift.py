@@ -88,6 +88,26 @@ def reference(table: pa.Table, features: dict[str, Any], bins: int) -> dict[str,
     }
 
 
+def prediction_reference(spec: dict[str, Any], output: np.ndarray, bins: int) -> dict[str, Any]:
+    """A model's answers to held-out rows, shaped like a feature reference: the predicted
+    class's shares (and the binary positive probability's bins), or the predicted values'
+    bins, under the names the inference log gives them, so live answers drift against it."""
+    if spec["task"] == "regression":
+        values = np.asarray(output, dtype=float)
+        return {"bins": bins, "numeric": {"prediction": numeric_reference(values, bins)}}
+    classes = spec["features"]["label"]["classes"]
+    numeric = {}
+    if len(classes) == 2:
+        positive = np.asarray(output[:, 1], dtype=float)
+        numeric[f"probability_{classes[1]}"] = numeric_reference(positive, bins)
+    predicted = [classes[i] for i in np.argmax(output, axis=1)]
+    return {
+        "bins": bins,
+        "numeric": numeric,
+        "categorical": {"prediction": category_reference(predicted)},
+    }
+
+
 def scores(ref: dict[str, Any], table: pa.Table, method: str) -> dict[str, float]:
     """Per feature of the reference that the table still has: its drift score."""
     score = SCORES[method]
@@ -96,7 +116,7 @@ def scores(ref: dict[str, Any], table: pa.Table, method: str) -> dict[str, float
         if entry.get("column", name) in table.column_names:
             shares = numeric_shares(_floats(table, {"name": name, **entry}), entry["edges"])
             out[name] = score(np.array(entry["shares"]), shares)
-    for name, entry in ref["categorical"].items():
+    for name, entry in ref.get("categorical", {}).items():
         if name in table.column_names:
             now = category_shares(_categories(table, name, entry.get("vocab")))
             keys = sorted(set(entry["shares"]) | set(now))

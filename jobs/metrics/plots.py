@@ -127,3 +127,17 @@ def histories_from(
         ]
         for run in run_ids
     }
+
+
+def drift_bars(scores: dict[str, float], limit: float, method: str, title: str, path: Path) -> Path:
+    """One bar per feature (its drift score), the threshold as a line; over it in red."""
+    figure, axes = _figure((7, max(2.5, 0.35 * len(scores) + 1.2)))
+    names = sorted(scores, key=lambda n: scores[n])
+    values = [scores[n] for n in names]
+    colours = ["tab:red" if v > limit else "tab:blue" for v in values]
+    axes.barh(names, values, color=colours)
+    axes.axvline(limit, color="black", linestyle="--", linewidth=1, label=f"max {limit:g}")
+    axes.set_xlabel(method)
+    axes.set_title(title)
+    axes.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)

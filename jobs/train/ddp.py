@@ -16,6 +16,7 @@ def fit_distributed(hp: dict[str, Any], ctx: TrialContext) -> None:
     """Runs in the Tune trial's process; blocks until the Train run ends."""
     from ray.train.torch import TorchTrainer
 
+    quiet_checkpoint_logs()
     distributed.fit(TorchTrainer, worker_loop, hp, ctx)
 
 

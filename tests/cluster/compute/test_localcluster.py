@@ -317,8 +317,13 @@ def readme_ray_job_submit() -> str:
 
 
 def ray_cli(script: str, folder: Path, **env: str) -> subprocess.CompletedProcess:
-    """`script` in bash, with this venv's `ray` first on PATH and none of the test's Ray env."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    """`script` in bash, with this venv's `ray` first on PATH and none of the test's Ray or
+    tracking env (an inherited MLFLOW_TRACKING_URI would be the job's store)."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RAY_") and k != "MLFLOW_TRACKING_URI"
+    }
     environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ['PATH']}"
     command = ["bash", "-c", f"set -e\n{script}"]
     return subprocess.run(

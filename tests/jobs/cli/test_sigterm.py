@@ -14,10 +14,13 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from cluster.processes import kill, pids_mentioning
 from cluster.tracking.tracker import STAGE_TAG
+from jobs.monitor.window import read
 from tests.conftest import ROOT, default_sigint, descendants, free_port, in_session
 from tests.jobs.cli.test_cli import RELAY, in_tuning, ray_dirs_in_use, run, write_config
 from tests.serving.test_ingress import summary_line
@@ -72,6 +76,49 @@ def stop(process: subprocess.Popen, signum: int, ray_dirs: Iterable[Path] = ()) 
     return code
 
 
+class Load:
+    """One client sending a held-out record after another until the endpoint stops answering;
+    the request ids of the answers it got."""
+
+    def __init__(self, summary: dict):
+        from jobs.artifacts import Dataset
+        from serving.values import request_record
+
+        dataset = Dataset.open(Path(summary["dataset_path"]))
+        schema = dataset.meta["input_schema"]
+        row = pq.read_table(dataset.path / "test").to_pylist()[0]
+        self.record = request_record(schema, {c["name"]: row[c["name"]] for c in schema})
+        self.endpoint = summary["endpoint"]
+        self.token = Path(summary["token_file"]).read_text().strip()
+        self.answered: list[str] = []
+        self.began = datetime.now(UTC)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=60)
+
+    def wait_for(self, answers: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.answered) < answers and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _send(self) -> None:
+        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {self.token}"}) as http:
+            while not self.done.is_set():
+                try:
+                    response = http.post(self.endpoint, json=self.record)
+                except httpx.HTTPError:
+                    return  # the endpoint is gone
+                if response.status_code == 200:
+                    self.answered.append(response.json()["request_id"])
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -90,17 +137,23 @@ def statuses(client: MlflowClient) -> dict[str, str]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_relay_run_serve_stops_on_sigterm_as_on_ctrl_c(tmp_path: Path, signum: int) -> None:
     port = free_port()
-    config = write_config(
-        tmp_path, serve={"port": port}, tune={"num_samples": 1}, train={"epochs": 2}
-    )
+    # the log's timer never fires in this test: only the replicas' graceful stop can write it
+    serve = {"port": port, "log": {"flush_seconds": 3600}}
+    config = write_config(tmp_path, serve=serve, tune={"num_samples": 1}, train={"epochs": 2})
     log = (tmp_path / "relay.log").open("w")
     args = [*RELAY, "run", str(config), "--serve", "--json"]
     process = start(args, tmp_path, stdout=subprocess.PIPE, stderr=log, text=True)
-    summary_line(process, timeout=400)
+    summary = summary_line(process, timeout=400)
     assert port_open(port)
-    code = stop(process, signum, own_ray(process))
+    with Load(summary) as load:
+        load.wait_for(20)  # under load: requests keep coming until the endpoint is gone
+        code = stop(process, signum, own_ray(process))
     stderr = (tmp_path / "relay.log").read_text()
     assert code == 0, stderr[-3000:]
+    # the replicas' graceful stop wrote out what they had queued: nothing answered is lost
+    window = read(str(tmp_path / ".relay" / "inference"), summary["model_name"], load.began)
+    logged = {r for t in window.versions.values() for r in t["request_id"].to_pylist()}
+    assert len(load.answered) >= 20 and set(load.answered) <= logged, len(load.answered)
     assert "SIGTERM received" not in stderr  # Ray's native stack dump
     assert not port_open(port)  # the endpoint was torn down
     stages = statuses(store(tmp_path))

@@ -108,6 +108,11 @@ def _mlflow_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return by_kind(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
 
 
+def _monitor_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    cron = by_kind(objects, "CronJob", "relay-monitor")
+    return cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+
+
 POLICY_BREACHES = {
     "root": (
         lambda objs: _mlflow_container(objs)["securityContext"].update(runAsUser=0),
@@ -115,6 +120,12 @@ POLICY_BREACHES = {
     ),
     "privilege escalation": (
         lambda objs: _head(_ray(objs))["containers"][0]["securityContext"].update(
+            allowPrivilegeEscalation=True
+        ),
+        "allowPrivilegeEscalation: false",
+    ),
+    "cronjob escalates": (  # the policy reads a CronJob's pods too
+        lambda objs: _monitor_container(objs)["securityContext"].update(
             allowPrivilegeEscalation=True
         ),
         "allowPrivilegeEscalation: false",

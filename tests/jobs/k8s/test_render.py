@@ -57,7 +57,7 @@ def test_kubectl_kustomize_builds_the_same_objects(tmp_path: Path, overlay: str)
         check=True,
     ).stdout
     theirs = [d for d in yaml.safe_load_all(built) if d]
-    assert len(ours) == 18
+    assert len(ours) == 20
     assert canonical(ours) == canonical(theirs)
     written = yaml.safe_load_all((tmp_path / overlay / "manifests.yaml").read_text())
     assert canonical(list(written)) == canonical(ours)
@@ -200,12 +200,12 @@ def test_cli_render_then_validate(tmp_path: Path) -> None:
         app, ["k8s", "render", str(CI_CONFIG), "--overlay", "gpu", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "18 objects" in result.output
+    assert "20 objects" in result.output
     assert (out / "kustomization.yaml").is_file() and (out / "overlays/gpu").is_dir()
     kuberay_crds()
     result = runner.invoke(app, ["k8s", "validate", str(out)])
     assert result.exit_code == 0, result.output
-    assert "18 objects valid" in result.output
+    assert "20 objects valid" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         yaml.safe_dump(
@@ -220,6 +220,37 @@ def test_cli_render_then_validate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["k8s", "validate", str(bad)])
     assert result.exit_code == 2
     assert "NodePort exposes Ray ports [8265] outside" in result.output
+
+
+def test_the_monitor_cronjob_reads_the_log_the_replicas_write(tmp_path: Path) -> None:
+    """The RayService's replicas write the inference log under the shared state volume; the
+    CronJob runs `relay monitor` on the same config with that volume mounted, on the
+    configured schedule, with the configured image, and a failed check is not retried."""
+    raw = merge(
+        ci_raw(), {**SIZES, "kubernetes": {**SIZES["kubernetes"], "monitor_schedule": "@daily"}}
+    )
+    objects = rendered(tmp_path, "cpu", raw)
+    cron = by_kind(objects, "CronJob")
+    job = cron["spec"]["jobTemplate"]["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    assert cron["spec"]["schedule"] == "@daily" and job["backoffLimit"] == 0
+    assert container["image"] == "registry.example/relay:1.2.3"
+    assert container["command"][-2:] == ["monitor", "/etc/relay/config.yaml"]
+    service = yaml.safe_load(by_kind(objects, "RayService")["spec"]["serveConfigV2"])
+    log_path = service["applications"][0]["args"]["log_path"]
+    assert log_path == f"/var/lib/relay/{ci_raw()['runtime']['state_dir']}/inference"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert log_path.startswith(mounts["relay-state"] + "/")
+    assert container["workingDir"] == mounts["relay-state"]  # the relative state_dir resolves there
+    # its pods may reach MLflow: the monitor policy lets them out, MLflow's lets them in
+    labels = job["template"]["metadata"]["labels"]
+    assert labels["relay.dev/mlflow-client"] == "true"
+    (egress,) = [
+        p
+        for p in objects
+        if p["kind"] == "NetworkPolicy" and p["metadata"]["name"] == "relay-monitor"
+    ]
+    assert egress["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
 
 
 def test_base_serve_config_is_what_demo_renders() -> None:

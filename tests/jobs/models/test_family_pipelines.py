@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pyarrow.parquet as pq
@@ -28,11 +30,14 @@ def pyfunc_predictions(tracking_uri: str, model_uri: str, rows: list[dict]) -> A
     import pandas as pd
 
     before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    finally:
-        mlflow.set_tracking_uri(before)
+    # set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later subprocess of this test
+    # process would inherit (a submitted job then logged to this store): the env is restored too
+    with mock.patch.dict(os.environ):
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            model = mlflow.pyfunc.load_model(model_uri)
+        finally:
+            mlflow.set_tracking_uri(before)
     return model.predict(pd.DataFrame(rows))
 
 
@@ -226,7 +231,7 @@ def test_a_user_build_that_raises_fails_its_trial_with_the_traceback_not_the_sea
     cfg._folder = USERMODELS
     with pytest.raises(TrainingFailedError) as failed:
         runner.run(cfg, until="tune")
-    assert failed.value.exit_code == 9
+    assert failed.value.exit_code == 10
     assert "widths under 64 are not supported yet (got 8)" in str(failed.value)
     client = MlflowClient(cfg.tracking.uri)
     (experiment,) = [e for e in client.search_experiments() if e.name == cfg.name]

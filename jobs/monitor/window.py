@@ -1,0 +1,81 @@
+"""The inference log of one model over a window of time, one table per model version."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from cluster.errors import ConfigError
+from serving.inference_log import DROPS_KEY, filesystem, log_folder
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+STAMP = "%Y%m%dT%H%M%S%f"  # how a log file's name starts: when it was written
+
+
+@dataclass
+class Window:
+    since: datetime
+    until: datetime
+    versions: dict[int, pa.Table] = field(default_factory=dict)
+    dropped: int = 0  # records the writers dropped, as the files written in the window say
+    files: int = 0
+
+    @property
+    def logged(self) -> int:
+        return sum(t.num_rows for t in self.versions.values())
+
+
+def duration(text: str, where: str = "--since") -> timedelta:
+    """'30m', '24h', '7d', ... as a timedelta."""
+    number, unit = text[:-1], text[-1:]
+    try:
+        seconds = float(number) * UNITS[unit]
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"{where}: {text!r} is not a duration; write a number and one of s, m, h, d, w "
+            "(e.g. 30m, 24h, 7d)"
+        ) from None
+    return timedelta(seconds=seconds)
+
+
+def read(root: str, model: str, since: datetime, version: int | None = None) -> Window:
+    """The rows answered since `since` (all versions, or one), and the drops recorded."""
+    fs, base = filesystem(log_folder(root, model))
+    window = Window(since=since, until=datetime.now(UTC))
+    found = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    parts: dict[int, list[pa.Table]] = {}
+    for info in found:
+        if info.type != pafs.FileType.File or not _written_since(info.base_name, since):
+            continue
+        table = pq.read_table(info.path, filesystem=fs)
+        window.files += 1
+        window.dropped += json.loads((table.schema.metadata or {}).get(DROPS_KEY, b"0"))
+        if table.num_rows == 0:
+            continue
+        table = table.filter(pc.greater_equal(table["time"], pa.scalar(since, table["time"].type)))
+        for v in pc.unique(table["model_version"]).to_pylist():
+            if version is None or v == version:
+                parts.setdefault(v, []).append(table.filter(pc.equal(table["model_version"], v)))
+    window.versions = {
+        v: pa.concat_tables(tables).replace_schema_metadata(None)
+        for v, tables in sorted(parts.items())
+    }
+    return window
+
+
+def _written_since(name: str, since: datetime) -> bool:
+    """A finished log file written at or after `since` (its rows may start a flush earlier:
+    they are filtered by their own time)."""
+    if name.startswith(".") or not name.endswith(".parquet"):
+        return False
+    try:
+        written = datetime.strptime(name[:21], STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return written >= since

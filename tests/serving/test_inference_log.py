@@ -1,0 +1,97 @@
+"""The inference log's writer on a real filesystem, without Ray: what it keeps, what it drops
+and that a drop is always counted (the endpoint tests in tests/jobs/monitor run it in Serve)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from jobs.monitor.window import read
+from serving.inference_log import Answered, InferenceLog, log_schema
+
+SPEC = {
+    "task": "classification",
+    "features": {"label": {"classes": ["no", "yes"]}},
+    "input_schema": [
+        {"name": "age", "type": "int"},
+        {"name": "income", "type": "float"},
+        {"name": "region", "type": "category"},
+        {"name": "seen", "type": "timestamp", "format": "%Y-%m-%d"},
+        {"name": "time", "type": "float"},  # a feature named like a log column: no clash
+    ],
+}
+SCHEMA = log_schema(SPEC)
+
+
+def answered(number: int, records: int = 1) -> Answered:
+    inputs = [
+        {"age": 30 + i, "income": None, "region": "north", "seen": "2024-05-01", "time": 1.5}
+        for i in range(records)
+    ]
+    results = [{"prediction": "yes", "probabilities": {"no": 0.25, "yes": 0.75}}] * records
+    return Answered(f"r{number}", time.time(), "m", 3, "champion", "batch", 2.5, inputs, results)
+
+
+def window(root: Path):
+    return read(str(root), "m", datetime.now(UTC) - timedelta(minutes=5))
+
+
+def test_rows_are_written_as_answered_with_typed_columns(tmp_path):
+    log = InferenceLog(str(tmp_path), "m", flush_seconds=3600)
+    log.add(SCHEMA, answered(1, records=3))
+    log.add(SCHEMA, answered(2))
+    log.close()
+    (table,) = window(tmp_path).versions.values()
+    rows = table.to_pylist()
+    assert [r["request_id"] for r in rows] == ["r1", "r1", "r1", "r2"]
+    assert [r["inputs"]["age"] for r in rows] == [30, 31, 32, 30]
+    assert rows[0]["inputs"] == {
+        "age": 30,
+        "income": None,
+        "region": "north",
+        "seen": "2024-05-01",
+        "time": 1.5,
+    }
+    assert rows[0]["probability_yes"] == 0.75 and rows[0]["prediction"] == "yes"
+    assert abs(rows[0]["time"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert table.schema.field("inputs").type.field("seen").type == "string"  # kept as sent
+    # files are renamed into place: nothing hidden is left behind
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]
+
+
+def test_rows_beyond_the_queue_are_dropped_and_the_count_outlives_the_writer(tmp_path):
+    drops: list[int] = []
+    log = InferenceLog(
+        str(tmp_path), "m", flush_seconds=3600, queue_rows=5, on_dropped=drops.append
+    )
+    for number in range(8):
+        log.add(SCHEMA, answered(number))
+    assert sum(drops) == 3
+    log.close()  # the writer's last file carries the count
+    found = window(tmp_path)
+    assert (found.logged, found.dropped) == (5, 3)
+
+
+def test_a_write_that_fails_counts_its_rows_and_the_next_file_reports_them(tmp_path):
+    """The model's folder replaced by a file: writes fail (root ignores permission bits, so
+    this is how a test breaks a folder); back, the first file carries what was lost."""
+    drops: list[int] = []
+    log = InferenceLog(str(tmp_path), "m", flush_seconds=0.05, on_dropped=drops.append)
+    folder = tmp_path / "m"
+    folder.write_text("not a folder")
+    for number in range(4):
+        log.add(SCHEMA, answered(number))
+    deadline = time.monotonic() + 10
+    while sum(drops) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(drops) == 4  # counted, not waited on: add() never blocked
+    folder.unlink()
+    log.add(SCHEMA, answered(9, records=2))
+    log.close()
+    found = window(tmp_path)
+    assert (found.logged, found.dropped) == (2, 4)
+    files = sorted(p for p in folder.rglob("*.parquet"))
+    assert pq.read_table(files[0]).num_rows == 2
