@@ -92,7 +92,10 @@ def live_metrics(
         return 0, {}
     truth = true_values(spec, pa.table({label["name"]: joined["label"]}))
     if "classes" in label:
-        output = np.column_stack([joined[f"{PROBABILITY}{c}"].to_numpy() for c in label["classes"]])
+        # float32, as the model answered (the log keeps doubles): the evaluation's scores saw
+        # the same values, which sum to one within float32's precision
+        columns = [joined[f"{PROBABILITY}{c}"].to_numpy() for c in label["classes"]]
+        output = np.column_stack(columns).astype(np.float32)
     else:
         output = joined["prediction"].to_numpy()
     metrics = metrics_of(spec, truth, output)

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from cluster.errors import GateFailedError
 from cluster.tracking.registry import load_verified, resolve
 from jobs.pipeline import runner
+from jobs.predict.batch import STATUS, batch
 from serving.model import Predictor
 from tests.tasks import task_config
 
@@ -89,6 +90,23 @@ def test_a_family_is_promoted_and_serves_what_it_was_evaluated_as(
         else:
             assert answer["prediction"] == expected["prediction"]
             assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-6)
+
+    # batch scoring (`relay predict --input`) answers what the endpoint answered
+    source = tmp_path / "rows.parquet"
+    pq.write_table(test.slice(0, 25), source)
+    scored_file = pq.read_table(batch(cfg, [str(source)], tmp_path / "scored")["output"])
+    assert scored_file.column(STATUS).to_pylist() == ["scored"] * 25
+    if task == "regression":
+        served_values = [a["prediction"] for a in answers]
+        assert scored_file.column("prediction").to_pylist() == pytest.approx(
+            served_values, rel=1e-6
+        )
+    else:
+        assert scored_file.column("prediction").to_pylist() == [a["prediction"] for a in answers]
+        for cls in answers[0]["probabilities"]:
+            served_values = [a["probabilities"][cls] for a in answers]
+            batch_values = scored_file.column(f"probability_{cls}").to_pylist()
+            assert batch_values == pytest.approx(served_values, abs=1e-6)
 
     # the version is an MLflow Model: pyfunc answers what the endpoint answered
     scored = pyfunc_predictions(summary["tracking_uri"], f"models:/{cfg.model.name}@champion", rows)
