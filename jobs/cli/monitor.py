@@ -11,7 +11,7 @@ import typer
 from cluster.config import RelayConfig
 from cluster.configfile import load_config, parse_overrides
 from cluster.errors import GateFailedError, MonitorAlertError, RelayError
-from jobs.cli.options import ConfigArg
+from jobs.cli.options import ConfigArg, SetOption
 from jobs.console import fail, out
 
 
@@ -25,10 +25,7 @@ def monitor(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as one JSON object on the last line")
     ] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config field KEY=VALUE, e.g. monitor.drift.max=0.3"),
-    ] = None,
+    set_: SetOption = None,
     retrain: Annotated[
         bool,
         typer.Option(

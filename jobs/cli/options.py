@@ -8,3 +8,7 @@ from typing import Annotated
 import typer
 
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config field KEY=VALUE (repeatable): train.epochs=2"),
+]

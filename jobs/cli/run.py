@@ -8,7 +8,7 @@ import typer
 
 from cluster.configfile import load_config
 from cluster.errors import RelayError
-from jobs.cli.options import ConfigArg
+from jobs.cli.options import ConfigArg, SetOption
 from jobs.console import fail, out
 
 
@@ -31,10 +31,7 @@ def run(
         bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
     ] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config field KEY=VALUE, e.g. train.epochs=2"),
-    ] = None,
+    set_: SetOption = None,
     resume: Annotated[
         bool,
         typer.Option(

@@ -13,6 +13,7 @@ import typer
 from cluster.configfile import parse_overrides
 from cluster.errors import ConfigError, RelayError
 from jobs.cli.cluster import StateOption
+from jobs.cli.options import SetOption
 from jobs.console import err, fail, out
 
 jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
@@ -38,10 +39,7 @@ def submit(
     project: Annotated[
         Path, typer.Option(help="Uploaded as the job's working dir (state/data/venv excluded)")
     ] = Path("."),
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Config override KEY=VALUE for the job (repeatable)"),
-    ] = None,
+    set_: SetOption = None,
     no_follow: Annotated[
         bool, typer.Option("--no-follow", help="Return the job id without waiting")
     ] = False,
