@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
+from cluster import interrupts
 from cluster.compute.serveflags import serve_flags
 from cluster.config import RuntimeConfig, ServeConfig
 from cluster.errors import ClusterUnreachableError
@@ -66,36 +64,6 @@ def quiet_environment() -> None:
     use_credentials_file()
 
 
-_PYTHON_UNRAISABLE_HOOK = sys.unraisablehook
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _redeliver(unraisable: Any) -> None:
-    """A KeyboardInterrupt raised inside a finaliser (`__del__`, a weakref callback: a signal
-    can land there) is printed and dropped by Python, and the command ran on to exit 0. It is
-    delivered again instead, from another thread once the finaliser has returned (delivered from
-    here, it would land in this hook and be dropped the same way)."""
-    if unraisable.exc_type is KeyboardInterrupt:
-        name = str(unraisable.exc_value) if unraisable.exc_value else ""
-        signum = signal.SIGTERM if name == "SIGTERM" else signal.SIGINT
-        threading.Timer(0.01, _thread.interrupt_main, args=(signum,)).start()
-        return
-    _PYTHON_UNRAISABLE_HOOK(unraisable)
-
-
-def sigterm_interrupts() -> None:
-    """SIGTERM (Kubernetes, systemd, Docker, `ray job stop`) stops relay the way Ctrl-C does:
-    KeyboardInterrupt in the main thread, so runs end FAILED, the endpoint and Ray are torn
-    down and the exit code is the interrupted one. Python allows handlers in the main thread only.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-        sys.unraisablehook = _redeliver
-
-
 @contextmanager
 def ray_session(
     cfg: RuntimeConfig, address: str | None = None, serve: ServeConfig | None = None
@@ -105,7 +73,7 @@ def ray_session(
     The Ray this call starts gets `serve`'s flags (`serve_flags`) in its environment. An
     already running one (a cluster, a test fixture, a notebook, a Ray job driver) is reused as
     is: its flags are those of the environment it was started with. While connected, SIGTERM
-    interrupts like Ctrl-C (`sigterm_interrupts`); the caller's handler is back afterwards.
+    interrupts like Ctrl-C (`interrupts.install`); the caller's handler is back afterwards.
     """
     import ray
 
@@ -149,7 +117,7 @@ def ray_session(
     # ray.init replaced SIGTERM's handler: the core worker's C++ failure handler prints a native
     # stack dump, then Ray's Python one raises SystemExit(15), which skips the endpoint's
     # teardown and the `except KeyboardInterrupt` paths (`relay run --serve` then aborted).
-    sigterm_interrupts()
+    interrupts.install()
     try:
         yield _info(ray, embedded=target is None)
     finally:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cluster import interrupts
 from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError, ConfigError, TrackingSpooledError
 from cluster.redact import redacted
@@ -192,14 +193,18 @@ class Tracker:
         `reopen` continues an interrupted run (same id, status back to RUNNING) instead.
         Records spooled during the block fail it at its end, once everything is journalled.
         """
-        if reopen:
-            self._write({"op": "update_run", "run_id": reopen, "status": "RUNNING"})
-            run_id = reopen
-        else:
-            run_id = self.start(name, parent, tags, stage)
+        run_id = None
         try:
+            with interrupts.held():  # a signal during the start is raised once the id is known
+                if reopen:
+                    self._write({"op": "update_run", "run_id": reopen, "status": "RUNNING"})
+                    run_id = reopen
+                else:
+                    run_id = self.start(name, parent, tags, stage)
             yield run_id
         except BaseException as exc:
+            if run_id is None:
+                raise
             try:
                 self.set_terminated(run_id, "FAILED")
             except Exception as lost:
@@ -326,7 +331,16 @@ class Tracker:
             self.journal.append(record)
 
     def _retry(self, call: Callable[[], T]) -> T:
-        return retry.retry(call, self.retry_seconds, self.uri)
+        if not self.uri.startswith("sqlite:"):
+            return retry.retry(call, self.retry_seconds, self.uri)
+
+        def whole() -> T:
+            # a sqlite call cut by a KeyboardInterrupt kept the database locked (`interrupts`);
+            # each attempt is held, not the waits between attempts
+            with interrupts.held():
+                return call()
+
+        return retry.retry(whole, self.retry_seconds, self.uri)
 
 
 # The code's git facts, for code that runs without its .git (a submitted job's working dir, an

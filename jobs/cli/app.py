@@ -65,7 +65,7 @@ app.add_typer(data.data_app, name="data")
 
 
 def main() -> None:
-    from cluster.compute.runtime import sigterm_interrupts
+    from cluster import interrupts
 
-    sigterm_interrupts()  # Kubernetes, systemd and Docker stop a command as Ctrl-C would
+    interrupts.install()  # Kubernetes, systemd and Docker stop a command as Ctrl-C would
     app(prog_name="relay")

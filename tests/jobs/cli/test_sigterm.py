@@ -180,7 +180,8 @@ def test_sigterm_during_tuning_interrupts_the_run_as_ctrl_c_does(tmp_path: Path)
     assert not progress["finished"]
     client = store(tmp_path)
     stages = statuses(client)
-    assert stages["pipeline"] == stages["tune"] == "FAILED" and stages["etl"] == "FINISHED"
+    ended = stages["pipeline"] == stages["tune"] == "FAILED" and stages["etl"] == "FINISHED"
+    assert ended, (stages, stderr[-3000:])
     assert client.search_model_versions("name='credit-default-ci'") == []
 
 

@@ -18,9 +18,9 @@ from tests.conftest import ROOT
 SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from cluster.compute.runtime import sigterm_interrupts
+    from cluster import interrupts
 
-    sigterm_interrupts()
+    interrupts.install()
 
     class LandsInAFinaliser:
         def __del__(self):
