@@ -1,7 +1,8 @@
 """relay's Serve endpoint against bare FastAPI + uvicorn serving the same model.
 
 Usage: python benchmarks/serve.py [--seconds 10] [--ingress proxy|direct|haproxy]
-           [--throughput-optimized] [--batch-wait S]       (needs wrk: apt-get install wrk)
+           [--throughput-optimized] [--batch-wait S] [--log-rounds 3] [--log-only]
+           (needs wrk: apt-get install wrk)
 Trains the CI pipeline's model into a temporary store, serves it with relay (Ray Serve,
 batching, auth: exactly what `relay run` deploys) and with benchmarks/bare_serve.py (one
 uvicorn worker), and loads each with the same wrk run: single-record requests at
@@ -9,10 +10,12 @@ concurrency 1, 8 and 32, then 256-record /predict/batch requests at concurrency 
 The switches are the `serve` config's `ingress`, `throughput_optimized` and
 `batch_wait_timeout_s`: relay starts its Ray with the matching RAY_SERVE_* flags.
 Then the inference log's cost (`serve.log`, on by default): relay redeployed with the log off
-and on again, three times in turn, each time single-record requests at concurrency 1 and 32;
-`log.c32_loss` is 1 - (rps with the log / rps without), `log.added_p50_ms_c1` the p50 it adds
-(medians of the three rounds; targets <= 0.05 and <= 0.2 ms), and the log's own cost per record
-measured in this process (request path, writer).
+and on again, `--log-rounds` times in turn, each time single-record requests at concurrency 1
+and 32; `log.c32_loss` is 1 - (rps with the log / rps without), `log.added_p50_ms_c1` the p50
+it adds (medians over the rounds; targets <= 0.05 and <= 0.2 ms), `log.c32_loss_paired` the
+median of each round's own off/on ratio (a drift of the machine's speed cancels within a
+round), and the log's own cost per record measured in this process (request path, writer).
+`--log-only` skips the comparison with bare FastAPI.
 The last line is one JSON object.
 """
 
@@ -36,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CONCURRENCY = (1, 8, 32)
 BATCH_RECORDS = 256
-LOG_ROUNDS = 3  # log off/on pairs: medians over three, as single runs here vary by 10%
 PER_RECORD_ROWS = 20_000
 
 
@@ -80,14 +82,14 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 
 def log_cost(
-    cfg: Any, summary: dict[str, Any], token: str, record: Any, seconds: int
+    cfg: Any, summary: dict[str, Any], token: str, record: Any, seconds: int, turns: int
 ) -> dict[str, Any]:
-    """The same endpoint with `serve.log.enabled` false, then true, ROUNDS times in turn; and
+    """The same endpoint with `serve.log.enabled` false, then true, `turns` times in turn; and
     the log's own cost per record in this process (queueing it, then writing it)."""
     from serving.launch import serve_app
 
     rounds: dict[bool, list[dict[str, float]]] = {False: [], True: []}
-    for enabled in (False, True) * LOG_ROUNDS:
+    for enabled in (False, True) * turns:
         variant = cfg.model_copy(
             update={
                 "serve": cfg.serve.model_copy(
@@ -105,10 +107,15 @@ def log_cost(
         return statistics.median(r[key] for r in rounds[enabled])
 
     loss = 1 - median(True, "c32_rps") / median(False, "c32_rps")
+    paired = statistics.median(
+        1 - on["c32_rps"] / off["c32_rps"]
+        for off, on in zip(rounds[False], rounds[True], strict=True)
+    )
     added = median(True, "c1_p50_ms") - median(False, "c1_p50_ms")
     queue_us, write_us = per_record_cost(summary, record)
     print(
-        f"inference log: c=32 throughput loss {loss:+.3f} (target <= 0.05), added p50 at c=1 "
+        f"inference log: c=32 throughput loss {loss:+.3f} (paired rounds {paired:+.3f}; target "
+        f"<= 0.05), added p50 at c=1 "
         f"{added:+.3f} ms (target <= 0.2); in-process {queue_us:.1f} us per record on the "
         f"request path + {write_us:.1f} us in the writer"
     )
@@ -116,6 +123,7 @@ def log_cost(
         "rounds_on": rounds[True],
         "rounds_off": rounds[False],
         "c32_loss": round(loss, 4),
+        "c32_loss_paired": round(paired, 4),
         "added_p50_ms_c1": round(added, 3),
         "queue_us_per_record": round(queue_us, 2),
         "write_us_per_record": round(write_us, 2),
@@ -149,12 +157,31 @@ def per_record_cost(summary: dict[str, Any], record: dict[str, Any]) -> tuple[fl
     return (queued - began) / PER_RECORD_ROWS * 1e6, (done - queued) / PER_RECORD_ROWS * 1e6
 
 
+def against_bare(
+    base: dict[str, str], token: str, record: Any, seconds: int, results: dict[str, Any]
+) -> dict[str, Any]:
+    """256-record batches against bare FastAPI, and the p50 relay adds at c=1."""
+    batch = {"records": [record] * BATCH_RECORDS}
+    relay = wrk(base["relay"] + "/batch", token, batch, 8, seconds)
+    plain = wrk(base["bare"] + "/batch", token, batch, 8, seconds)
+    return {
+        "batch256_c8": {
+            "relay_rows_per_s": round(relay["rps"] * BATCH_RECORDS),
+            "bare_rows_per_s": round(plain["rps"] * BATCH_RECORDS),
+            "batch_ratio": round(relay["rps"] / plain["rps"], 3),
+        },
+        "added_p50_ms_c1": round(results["c1"]["relay_p50_ms"] - results["c1"]["bare_p50_ms"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="proxy")
     parser.add_argument("--throughput-optimized", action="store_true")
     parser.add_argument("--batch-wait", type=float, default=None, help="batch_wait_timeout_s")
+    parser.add_argument("--log-rounds", type=int, default=3, help="log off/on pairs")
+    parser.add_argument("--log-only", action="store_true", help="only the log's cost")
     options = parser.parse_args()
     seconds = options.seconds
     from ray import serve
@@ -196,7 +223,7 @@ def main() -> None:
             base = {"relay": summary["endpoint"], "bare": f"http://127.0.0.1:{bare_port}/predict"}
             wait_ready(f"http://127.0.0.1:{bare_port}/docs")
             results: dict[str, Any] = {}
-            for c in CONCURRENCY:
+            for c in () if options.log_only else CONCURRENCY:
                 relay = wrk(base["relay"], token, record, c, seconds)
                 plain = wrk(base["bare"], token, record, c, seconds)
                 results[f"c{c}"] = {
@@ -207,18 +234,9 @@ def main() -> None:
                     "relay_p99_ms": relay["p99_ms"],
                     "bare_p50_ms": plain["p50_ms"],
                 }
-            batch = {"records": [record] * BATCH_RECORDS}
-            relay = wrk(base["relay"] + "/batch", token, batch, 8, seconds)
-            plain = wrk(base["bare"] + "/batch", token, batch, 8, seconds)
-            results["batch256_c8"] = {
-                "relay_rows_per_s": round(relay["rps"] * BATCH_RECORDS),
-                "bare_rows_per_s": round(plain["rps"] * BATCH_RECORDS),
-                "batch_ratio": round(relay["rps"] / plain["rps"], 3),
-            }
-            results["added_p50_ms_c1"] = round(
-                results["c1"]["relay_p50_ms"] - results["c1"]["bare_p50_ms"], 3
-            )
-            results["log"] = log_cost(cfg, summary, token, record, seconds)
+            if not options.log_only:
+                results |= against_bare(base, token, record, seconds, results)
+            results["log"] = log_cost(cfg, summary, token, record, seconds, options.log_rounds)
             results["serve"] = {
                 "ingress": cfg.serve.ingress,
                 "throughput_optimized": cfg.serve.throughput_optimized,

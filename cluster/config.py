@@ -511,6 +511,33 @@ class InferenceLogConfig(Strict):
     )
 
 
+class RolloutConfig(Strict):
+    """When `relay rollout auto` (or `relay monitor`, with `auto`) moves the challenger."""
+
+    auto: bool = Field(
+        False,
+        description="relay monitor also decides the rollout: promote the challenger when it "
+        "beats the champion on live feedback by the margin and passes every monitor check; "
+        "roll it back as soon as it fails one.",
+    )
+    metric: str | None = Field(
+        None,
+        description="Test metric (e.g. test_roc_auc) compared on live feedback (default "
+        "gates.model.beat_champion.metric).",
+    )
+    margin: float | None = Field(
+        None,
+        description="How much better on live feedback, in the metric's units "
+        "(default gates.model.beat_champion.margin).",
+    )
+    min_labelled: int | None = Field(
+        None,
+        ge=1,
+        description="Predictions with outcomes each version needs before a promotion "
+        "(default monitor.min_predictions).",
+    )
+
+
 class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="HTTP bind address of the Serve proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
@@ -535,7 +562,20 @@ class ServeConfig(Strict):
         "challenger", description="Alias of a version that gets a share of the traffic, if set."
     )
     challenger_share: float = Field(
-        0.1, ge=0, le=1, description="Share of prediction requests the challenger answers."
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of prediction requests the challenger answers (split) or scores "
+        "a copy of (shadow).",
+    )
+    challenger_mode: Literal["split", "shadow"] = Field(
+        "split",
+        description="split: the challenger answers its share of the requests. shadow: only "
+        "the champion answers; the challenger scores a copy of its share off the request "
+        "path, and the inference log keeps both answers (relay monitor compares them).",
+    )
+    rollout: RolloutConfig = Field(
+        default_factory=RolloutConfig, description="Evidence-driven rollout (relay rollout auto)."
     )
     auth: Literal["token", "none"] = Field(
         "token",
@@ -588,6 +628,11 @@ class ServeConfig(Strict):
             raise ValueError(
                 f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                 f"({self.max_batch_size}), otherwise batches are capped below the batch size"
+            )
+        if self.challenger_mode == "shadow" and not self.log.enabled:
+            raise ValueError(
+                "challenger_mode shadow keeps the challenger's answers only in the inference "
+                "log: set serve.log.enabled true, or use challenger_mode split"
             )
         if self.auth == "none" and self.host not in LOOPBACK_HOSTS:
             raise ValueError(
@@ -758,6 +803,17 @@ class MonitorConfig(Strict):
     max_drop_rate: Share = Field(
         0.01, description="Largest share of answered records the inference log may have dropped."
     )
+    max_refusal_rate: Share | None = Field(
+        None,
+        description="Largest share of prediction requests answered with an error (a 4xx: "
+        "what clients send stopped fitting the schema, or their token); default off.",
+    )
+    live_drift_rows: int = Field(
+        1000,
+        ge=0,
+        description="Each replica scores each input's drift over its last so many logged "
+        "records per version, as the Prometheus gauge relay_feature_drift (0: off).",
+    )
 
 
 class TrackingConfig(Strict):
@@ -869,6 +925,11 @@ class RelayConfig(Strict):
     def folder(self) -> Path | None:
         return self._folder
 
+    @property
+    def monitor_drift(self) -> DriftGate:
+        """The drift measure served versions are held to: monitor.drift, else the gates'."""
+        return self.monitor.drift or self.gates.data.drift or DriftGate()
+
     @model_validator(mode="after")
     def _task_matches_label(self) -> RelayConfig:
         label = self.data.label
@@ -963,6 +1024,12 @@ class RelayConfig(Strict):
             raise ValueError(
                 f"gates.model.beat_champion.metric: {beat.metric!r} is not a {task} metric; "
                 f"use one of {list(metrics)}"
+            )
+        live = self.serve.rollout.metric
+        if live is not None and live not in metrics:
+            raise ValueError(
+                f"serve.rollout.metric: {live!r} is not a {task} metric; use one of "
+                f"{list(metrics)} (compared on live feedback)"
             )
         names = [c.name for c in self.data.columns]
         unknown = sorted(set(gates.data.max_null_rate_by_column) - set(names))

@@ -16,13 +16,14 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 
 from serving.auth import TokenCheck
@@ -93,6 +94,9 @@ class AppArgs(BaseModel):
         "challenger", description="Alias of a version answering `challenger_share` of requests."
     )
     challenger_share: float = Field(0.1, ge=0, le=1)
+    challenger_mode: Literal["split", "shadow"] = Field(
+        "split", description="split: the challenger answers its share; shadow: it scores a copy."
+    )
     num_replicas: int = Field(1, ge=1)
     replica_cpus: float = Field(1.0, gt=0)
     autoscaling: Autoscaling | None = None
@@ -118,6 +122,20 @@ class AppArgs(BaseModel):
     log_sample: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
     log_flush_seconds: float = Field(5.0, gt=0, description="Each replica writes this often.")
     log_queue_rows: int = Field(100_000, ge=1, description="Rows queued at most, then dropped.")
+    drift_method: Literal["psi", "ks"] = Field("psi", description="Live drift gauges' score.")
+    drift_rows: int = Field(
+        1000, ge=0, description="Latest logged records per version the gauges score (0: off)."
+    )
+    drift_min_rows: int = Field(100, ge=1, description="Fewer records: no gauge yet.")
+
+    @model_validator(mode="after")
+    def _shadow_is_logged(self) -> "AppArgs":
+        if self.challenger_mode == "shadow" and not self.log_path:
+            raise ValueError(
+                "challenger_mode shadow keeps the challenger's answers in the inference log "
+                "only: set log_path"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -144,10 +162,29 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
     Bodies are capped at RECORD_BYTES per record allowed (413): without a cap, a replica was
     still parsing a 36 MB body a minute later. `auth`: the prediction routes need the token.
     """
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     api = FastAPI(title="relay model endpoint", description=DESCRIPTION)
     credentials_of = bearer if auth else no_credentials
     batch_bytes = RECORD_BYTES * max_records
-    api.add_exception_handler(RequestValidationError, validation_error)
+    refusals: list[Callable[[int], None]] = []  # the replica's counter, once it is built
+
+    def refused(request: Any, status: int) -> None:
+        """A prediction request answered with an error: counted for `relay monitor`."""
+        if refusals and request.url.path.endswith(("/predict", "/predict/batch")):
+            refusals[0](status)
+
+    async def refused_input(request: Any, exc: Any) -> Any:
+        refused(request, 422)
+        return await validation_error(request, exc)
+
+    async def refused_http(request: Any, exc: Any) -> Any:  # auth, 413, 503 before a model
+        refused(request, exc.status_code)
+        return await http_exception_handler(request, exc)
+
+    api.add_exception_handler(RequestValidationError, refused_input)
+    api.add_exception_handler(StarletteHTTPException, refused_http)
 
     class BatchRequest(BaseModel):
         records: list[request] = Field(  # type: ignore[valid-type]
@@ -188,6 +225,23 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 tag_keys=("model_version",),
             )
             self.inference = None
+            self.live_drift = None
+            if args.log_path and args.drift_rows:
+                from serving.live_drift import GAUGE, TAGS, LiveDrift
+
+                gauge = metrics.Gauge(
+                    GAUGE,
+                    description="Each input's drift over this replica's latest logged records "
+                    "against the version's training data (the promotion gate's score).",
+                    tag_keys=TAGS,
+                )
+                self.live_drift = LiveDrift(
+                    args.model_name,
+                    args.drift_method,
+                    args.drift_rows,
+                    args.drift_min_rows,
+                    lambda value, tags: gauge.set(value, tags=tags),
+                )
             if args.log_path:
                 from serving.inference_log import InferenceLog
 
@@ -205,10 +259,38 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     queue_rows=args.log_queue_rows,
                     on_written=logged.inc,
                     on_dropped=dropped.inc,
+                    on_table=self.live_drift.observe if self.live_drift else lambda table: None,
+                )
+            refusing = metrics.Counter(
+                "relay_requests_refused",
+                description="Prediction requests answered with an error, per status.",
+                tag_keys=("status",),
+            )
+
+            def refuse(status: int) -> None:
+                refusing.inc(tags={"status": str(status)})
+                if self.inference is not None:
+                    self.inference.refuse(status)
+
+            refusals[:] = [refuse]
+            self.shadow = None
+            if args.challenger_mode == "shadow" and self.inference is not None:
+                from serving.shadow import QUEUE_REQUESTS, Shadow
+
+                unscored = metrics.Counter(
+                    "relay_shadow_dropped",
+                    description="Records the challenger did not score in shadow (queue full).",
+                )
+                self.shadow = Shadow(
+                    lambda served, answered: self.inference.add(served.log_schema, answered),
+                    QUEUE_REQUESTS,
+                    on_dropped=unscored.inc,
                 )
 
         def __del__(self) -> None:
             """Serve's graceful shutdown (SIGTERM, redeploy, scale-down): write the log out."""
+            if getattr(self, "shadow", None) is not None:
+                self.shadow.close()
             if getattr(self, "inference", None) is not None:
                 self.inference.close()
 
@@ -278,6 +360,8 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     return loaded
             ref = resolve(self.client, self.args.model_name, str(version))
             spec, files = load_verified(self.client, ref)
+            if self.live_drift is not None:
+                self.live_drift.serve(ref.version, spec)
             return Served(ref, Predictor(spec, files), spec, log_schema(spec))
 
         @api.get("/healthz")
@@ -291,6 +375,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 **self.served.info(),
                 "challenger_version": challenger,
                 "challenger_share": self.share,
+                "challenger_mode": self.args.challenger_mode,
             }
 
         @api.get("/schema")
@@ -302,6 +387,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             return {
                 "model": served.info(),
                 "input_schema": served.spec["input_schema"],
+                "id_column": served.spec.get("id_column"),  # optional, not a model input
                 "task": served.spec["task"],
                 "max_request_records": self.args.max_request_records,
             }
@@ -361,10 +447,10 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             return results
 
         def _current(self) -> Served:
-            """The champion, or for `share` of the requests the challenger."""
+            """The champion, or for `share` of the requests the challenger (split mode)."""
             if self.served is None:
                 raise HTTPException(status_code=503, detail="model not loaded yet; retry shortly")
-            if self.challenger and random.random() < self.share:
+            if self.challenger and self.shadow is None and random.random() < self.share:
                 return self.challenger
             return self.served
 
@@ -377,16 +463,18 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             results: list[dict[str, Any]],
             began: float,
         ) -> None:
-            """Hand the answered records to the inference log (sampled per request)."""
+            """Hand the answered records to the inference log (sampled per request); in shadow
+            mode, `share` of the logged requests go to the challenger too."""
             if self.inference is None or not inputs or random.random() >= self.args.log_sample:
                 return
             from serving.inference_log import Answered
 
+            answered = time.time()
             self.inference.add(
                 served.log_schema,
                 Answered(
                     request_id,
-                    time.time(),
+                    answered,
                     served.ref.name,
                     served.ref.version,
                     "challenger" if served is self.challenger else "champion",
@@ -396,6 +484,11 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     results,
                 ),
             )
+            challenger = self.challenger
+            if self.shadow is not None and challenger and random.random() < self.share:
+                from serving.shadow import Mirrored
+
+                self.shadow.add(Mirrored(challenger, request_id, route, answered, inputs))
 
         def _count(self, served: Served, records: int, began: float) -> None:
             tags = {"model_version": str(served.ref.version)}
@@ -445,7 +538,7 @@ def build(args: dict[str, Any]) -> serve.Application:
     challenger = other.version if other else None
     server = serve.deployment(
         model_server(
-            request_model(spec["input_schema"], spec["features"]),
+            request_model(spec["input_schema"], spec["features"], spec.get("id_column")),
             parsed.max_request_records,
             auth=parsed.auth == "token",
         )

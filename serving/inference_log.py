@@ -9,16 +9,21 @@ The queue is bounded: when the writer cannot keep up or cannot write (a full dis
 made read-only), rows are dropped and counted, never waited on, and the endpoint keeps
 answering. Each file that is written carries the count dropped since the last one (and
 `close` writes a last count), so `relay monitor` reports the loss. `close` (a replica's
-graceful shutdown) drains the queue: a clean stop loses nothing that was answered.
+graceful shutdown) drains the queue: a clean stop loses nothing that was answered. A replica
+killed outright loses what it had not written, and that loss is counted too (`Tally`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
+import mmap
 import os
+import struct
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -29,12 +34,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from cluster.config import EPOCH_FORMATS
+from cluster.config import EPOCH_FORMATS, ColumnType
+from serving.values import parse
 
 log = logging.getLogger("ray.serve")
 
 PROBABILITY = "probability_"  # a classifier's column per class: probability_<class>
 DROPS_KEY = b"relay.dropped"  # file metadata: rows dropped by this writer since its last file
+REFUSED_KEY = b"relay.refused"  # file metadata: prediction requests refused since, by status
+TALLIES = "_writers"  # under the model's log folder: one tally per writer (not a date folder)
+TALLY_SUFFIX = ".tally"
 _ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "category": pa.string()}
 
 
@@ -53,10 +62,14 @@ def log_schema(spec: dict[str, Any]) -> pa.Schema:
     fields = [
         pa.field("request_id", pa.string()),
         pa.field("record", pa.int32()),  # its place in the request (a batch has many)
+    ]
+    if spec.get("id_column"):  # the caller's id of the record, as text, when it sent one
+        fields.append(pa.field("id", pa.string(), metadata={b"column": spec["id_column"]}))
+    fields += [
         pa.field("time", pa.timestamp("us", tz="UTC")),
         pa.field("model_name", pa.string()),
         pa.field("model_version", pa.int64()),
-        pa.field("role", pa.string()),  # champion | challenger
+        pa.field("role", pa.string()),  # champion | challenger | shadow
         pa.field("route", pa.string()),  # predict | batch
         pa.field("latency_ms", pa.float64()),
         pa.field("inputs", inputs),
@@ -68,6 +81,19 @@ def log_schema(spec: dict[str, Any]) -> pa.Schema:
     else:
         fields.append(pa.field("prediction", pa.float64()))
     return pa.schema(fields)
+
+
+def inputs_of(table: pa.Table, spec: dict[str, Any]) -> pa.Table:
+    """The logged inputs as columns like the training split's: timestamps parsed with their
+    column's format, as ETL parses them."""
+    struct = table["inputs"].combine_chunks()
+    columns = {}
+    for column in spec["input_schema"]:
+        raw = struct.field(column["name"])
+        if column["type"] == "timestamp":
+            raw = parse(raw, ColumnType.timestamp, column.get("format"))[0]
+        columns[column["name"]] = raw
+    return pa.table(columns)
 
 
 def log_folder(root: str, model: str) -> str:
@@ -99,7 +125,11 @@ def table_of(schema: pa.Schema, answers: list[Answered]) -> pa.Table:
         return pa.array([value(a) for a in answers for _ in a.inputs], kind)
 
     inputs = schema.field("inputs").type
-    columns = {
+    columns: dict[str, pa.Array] = {}
+    if "id" in schema.names:
+        name = schema.field("id").metadata[b"column"].decode()
+        columns["id"] = pa.array([None if r.get(name) is None else str(r[name]) for r in records])
+    columns |= {
         "request_id": each(lambda a: a.request_id, pa.string()),
         "record": pa.array([i for a in answers for i in range(len(a.inputs))], pa.int32()),
         "time": each(lambda a: round(a.time * 1e6), pa.int64()).cast(schema.field("time").type),
@@ -121,6 +151,67 @@ def table_of(schema: pa.Schema, answers: list[Answered]) -> pa.Table:
     return pa.Table.from_arrays([columns[n] for n in schema.names], schema=schema)
 
 
+class Tally:
+    """A writer's running count of the records handed to it, in a small memory-mapped file.
+
+    The kernel keeps a shared mapping's pages when the process dies, so a replica killed
+    outright (SIGKILL, the OOM killer) leaves the count of what it was given; its files say how
+    many it wrote or counted as dropped, and the difference is the loss (`lost`). While the
+    writer lives it holds a lock on the file: a reader that can take the lock knows it is gone.
+    Local (or mounted) log folders only: an object store has no such file.
+    """
+
+    LAYOUT = struct.Struct("<qd")  # records handed over; epoch seconds of the latest
+
+    def __init__(self, folder: str, writer_id: str):
+        os.makedirs(folder, exist_ok=True)
+        self.path = os.path.join(folder, f"{writer_id}{TALLY_SUFFIX}")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # open for its life
+        os.ftruncate(self.fd, self.LAYOUT.size)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.map = mmap.mmap(self.fd, self.LAYOUT.size)
+
+    def count(self, records: int) -> None:
+        self.LAYOUT.pack_into(self.map, 0, records, time.time())
+
+    def remove(self) -> None:
+        """Everything handed over is written or counted: nothing for a reader to find."""
+        self.map.close()
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def lost(fs: pafs.FileSystem, base: str, since: float) -> int:
+    """Records that writers killed since `since` (epoch seconds) were handed and never wrote
+    nor counted as dropped: each dead writer's tally less the rows and drops of its files."""
+    if not isinstance(fs, pafs.LocalFileSystem) or not os.path.isdir(f"{base}/{TALLIES}"):
+        return 0
+    total = 0
+    for name in os.listdir(f"{base}/{TALLIES}"):
+        if not name.endswith(TALLY_SUFFIX):
+            continue
+        with open(f"{base}/{TALLIES}/{name}", "rb") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its writer is alive: what it holds is still to be written
+            handed, latest = Tally.LAYOUT.unpack(file.read(Tally.LAYOUT.size))
+        if latest >= since:
+            total += handed - _accounted(base, name.removesuffix(TALLY_SUFFIX))
+    return total
+
+
+def _accounted(base: str, writer_id: str) -> int:
+    """Rows one writer's files hold, plus the drops they record."""
+    found = 0
+    for folder, _, files in os.walk(base):
+        for name in files:
+            if name.endswith(".parquet") and f"-{writer_id}-" in name:
+                meta = pq.read_metadata(os.path.join(folder, name))
+                found += meta.num_rows + json.loads((meta.metadata or {}).get(DROPS_KEY, b"0"))
+    return found
+
+
 class InferenceLog:
     """One replica's writer of the inference log (see the module docstring)."""
 
@@ -133,18 +224,27 @@ class InferenceLog:
         queue_rows: int = 100_000,
         on_written: Callable[[int], None] = lambda rows: None,
         on_dropped: Callable[[int], None] = lambda rows: None,
+        on_table: Callable[[pa.Table], None] = lambda table: None,
     ):
         self.fs, base = filesystem(log_folder(root, model))
         self.base = base.rstrip("/")
         self.flush_seconds, self.queue_rows = flush_seconds, queue_rows
-        self.on_written, self.on_dropped = on_written, on_dropped
+        self.on_written, self.on_dropped, self.on_table = on_written, on_dropped, on_table
         self.writer_id = uuid.uuid4().hex[:12]  # file names: never two writers on one name
         self.lock = threading.Lock()  # requests come from the event loop and a thread pool
         self.queue: deque[tuple[pa.Schema, Answered]] = deque()
         self.queued = 0  # rows in the queue
         self.dropped = 0  # rows dropped since the last file written
+        self.refused: dict[str, int] = {}  # status -> prediction requests refused since then
         self.files = 0
         self.failing = False
+        self.handed = 0  # rows given to `add`, ever
+        self.tally = None
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            try:
+                self.tally = Tally(f"{self.base}/{TALLIES}", self.writer_id)
+            except OSError as exc:  # the log itself then fails and counts: no worse
+                log.warning("inference log: no tally under %s (%s)", self.base, exc)
         self.wake = threading.Event()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="relay-inference-log", daemon=True)
@@ -154,6 +254,9 @@ class InferenceLog:
         """Queue one answered request (its version's log schema); drop it when full."""
         rows = len(answered.inputs)
         with self.lock:
+            self.handed += rows
+            if self.tally is not None:
+                self.tally.count(self.handed)
             full = self.stopping or self.queued + rows > self.queue_rows
             if full:
                 self.dropped += rows
@@ -163,18 +266,25 @@ class InferenceLog:
         if full:
             self.on_dropped(rows)
 
+    def refuse(self, status: int) -> None:
+        """Count a prediction request answered with an error (4xx: what the client sent)."""
+        with self.lock:
+            self.refused[str(status)] = self.refused.get(str(status), 0) + 1
+
     def close(self, timeout: float = 20.0) -> None:
         """Write what is queued and stop (graceful shutdown)."""
         self.stopping = True
         self.wake.set()
         self.thread.join(timeout)
+        if self.tally is not None and not self.thread.is_alive() and not self.dropped:
+            self.tally.remove()
 
     def _run(self) -> None:
         while not self.stopping:
             self.wake.wait(self.flush_seconds)
             self._flush()
         self._flush()
-        if self.dropped:  # the count must outlive this writer
+        if self.dropped or self.refused:  # the counts must outlive this writer
             self._write(pa.table({}))
 
     def _flush(self) -> None:
@@ -187,6 +297,8 @@ class InferenceLog:
             taken.setdefault(id(schema), (schema, []))[1].append(answered)
         for schema, answers in taken.values():
             self._write(table_of(schema, answers))
+        if not taken and self.refused:  # refusals alone: written all the same
+            self._write(pa.table({}))
 
     def _write(self, table: pa.Table) -> None:
         now = datetime.now(UTC)
@@ -194,8 +306,10 @@ class InferenceLog:
         folder = f"{self.base}/{now:%Y-%m-%d}"
         rows = table.num_rows
         with self.lock:
-            dropped = self.dropped
-        table = table.replace_schema_metadata({DROPS_KEY: json.dumps(dropped).encode()})
+            dropped, refused = self.dropped, self.refused
+            self.refused = {}  # counted in this file; back in the count if it is not written
+        metadata = {DROPS_KEY: json.dumps(dropped).encode(), REFUSED_KEY: json.dumps(refused)}
+        table = table.replace_schema_metadata(metadata)
         try:
             self.fs.create_dir(folder, recursive=True)
             temporary = f"{folder}/.{name}.tmp"
@@ -206,6 +320,8 @@ class InferenceLog:
                 self.fs.delete_file(f"{folder}/.{name}.tmp")
             with self.lock:
                 self.dropped += rows
+                for status, count in refused.items():
+                    self.refused[status] = self.refused.get(status, 0) + count
             self.on_dropped(rows)
             if not self.failing:
                 log.warning("inference log: cannot write under %s (%s); dropping", folder, exc)
@@ -219,6 +335,10 @@ class InferenceLog:
             self.dropped -= dropped
         if rows:
             self.on_written(rows)
+            try:
+                self.on_table(table)  # the live drift gauges
+            except Exception:
+                log.exception("inference log: the written rows' consumer failed")
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:

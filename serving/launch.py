@@ -28,6 +28,7 @@ def app_args(
         "alias": s.alias,
         "challenger_alias": s.challenger_alias,
         "challenger_share": s.challenger_share,
+        "challenger_mode": s.challenger_mode,
         "num_replicas": s.num_replicas,
         "replica_cpus": s.replica_cpus,
         "autoscaling": s.autoscaling.model_dump() if s.autoscaling else None,
@@ -44,6 +45,9 @@ def app_args(
         "log_sample": s.log.sample,
         "log_flush_seconds": s.log.flush_seconds,
         "log_queue_rows": s.log.queue_rows,
+        "drift_method": cfg.monitor_drift.method,
+        "drift_rows": cfg.monitor.live_drift_rows,
+        "drift_min_rows": min(cfg.monitor.min_predictions, cfg.monitor.live_drift_rows),
     }
 
 

@@ -16,8 +16,18 @@ from serving.values import describe, parse
 _PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
-def request_model(input_schema: list[dict[str, Any]], features: dict[str, Any]) -> type[BaseModel]:
+MAX_ID_CHARS = 256
+
+
+def request_model(
+    input_schema: list[dict[str, Any]],
+    features: dict[str, Any],
+    id_column: str | None = None,
+) -> type[BaseModel]:
     """One typed, range-checked field per input column; unknown fields are rejected.
+
+    `id_column` (the data's declared id): an optional field besides, never a model input; the
+    inference log keeps it, so `relay feedback` can join outcomes by it.
 
     A learned category (categories: auto) takes any text: a value outside the spec's
     vocabulary is scored as `__other__`. A timestamp is text in the column's format (a number
@@ -49,6 +59,12 @@ def request_model(input_schema: list[dict[str, Any]], features: dict[str, Any]) 
             fields[column["name"]] = (annotation | None, Field(None, **constraints))
         else:
             fields[column["name"]] = (annotation, Field(..., **constraints))
+    if id_column:
+        fields[id_column] = (
+            Annotated[str, Field(max_length=MAX_ID_CHARS)] | int | None,
+            Field(None, description="Your id of this record (not a model input): logged, for "
+                  "`relay feedback` to join its outcome by."),
+        )  # fmt: skip
     return create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
     )

@@ -35,7 +35,11 @@ def monitor(
         ),
     ] = False,
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster the retraining runs on (default: embedded)")
+        str | None,
+        typer.Option(
+            help="Ray cluster the retraining runs on (default: embedded), and that serves the "
+            "endpoint serve.rollout.auto promotes or rolls back on"
+        ),
     ] = None,
 ) -> None:
     """Volume, latency, input and answer drift and empty inputs per served version, from the
@@ -49,6 +53,10 @@ def monitor(
     try:
         cfg = load_config(config, parse_overrides(set_ or []))
         summary = stage.run(cfg, since, version)
+        if cfg.serve.rollout.auto and version is None:
+            from jobs.pipeline import autorollout
+
+            summary["rollout_decision"] = autorollout.act(cfg, summary, address)
         if retrain and any(a["gate"].endswith(".drift") for a in summary["alerts"]):
             summary["retrained"] = retrained(cfg, summary["run_id"], address)
     except RelayError as exc:
@@ -63,6 +71,12 @@ def monitor(
             out.print(
                 f"retrained: pipeline run {done['pipeline_run_id']}, version "
                 f"{done['model_version']} {verdict}",
+                highlight=False,
+            )
+        if "rollout_decision" in summary:
+            done = summary["rollout_decision"]
+            out.print(
+                f"rollout: {done['decision']} ({done['reason']}); run {done['run_id']}",
                 highlight=False,
             )
     if summary["alerts"]:

@@ -1,4 +1,4 @@
-"""`relay rollout start|promote|rollback`: champion/challenger on a running endpoint."""
+"""`relay rollout start|promote|rollback|auto`: champion/challenger on a running endpoint."""
 
 from __future__ import annotations
 
@@ -51,6 +51,30 @@ def rollout_rollback(config: ConfigArg, address: AddressOption = None) -> None:
     from jobs.deploy import rollout
 
     _rollout(lambda cfg: rollout.rollback(cfg, address), config)
+
+
+@rollout_app.command("auto")
+def rollout_auto(
+    config: ConfigArg,
+    address: AddressOption = None,
+    since: Annotated[
+        str | None, typer.Option(help="The window judged: 30m, 24h, ... (default monitor.since)")
+    ] = None,
+) -> None:
+    """Run relay monitor, then promote the challenger if it beats the champion on live
+    feedback by serve.rollout.margin and passes every monitor check, roll it back if it fails
+    one (or is worse), else hold. Each decision is a 'rollout' MLflow run.
+
+    Example: relay rollout auto configs/demo.yaml --address ray://head:10001 --since 6h
+    """
+    from jobs.pipeline import autorollout
+
+    def decided(cfg: Any) -> dict[str, Any]:
+        summary = autorollout.auto(cfg, address, since)
+        keys = ("run_id", "predictions_logged", "alerts", "rollout", "rollout_decision")
+        return {"monitor_run_id" if k == "run_id" else k: summary[k] for k in keys}
+
+    _rollout(decided, config)
 
 
 def _rollout(action: Any, config: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.compute.runtime import ray_session
+from cluster.compute.runtime import ray_session, resolve_address
 from cluster.config import RelayConfig
 from cluster.errors import ServingError
 from cluster.tracking.registry import PREVIOUS, aliased, resolve
@@ -31,7 +31,9 @@ def start(cfg: RelayConfig, version: int, address: str | None = None) -> dict[st
     return _act(cfg, "start", move, address)
 
 
-def promote(cfg: RelayConfig, address: str | None = None) -> dict[str, Any]:
+def promote(
+    cfg: RelayConfig, address: str | None = None, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The challenger becomes the champion; the old champion keeps the `previous` alias."""
 
     def move(tracker: Tracker) -> None:
@@ -47,21 +49,46 @@ def promote(cfg: RelayConfig, address: str | None = None) -> dict[str, Any]:
         client.set_registered_model_alias(name, cfg.serve.alias, str(challenger.version))
         client.delete_registered_model_alias(name, cfg.serve.challenger_alias)
 
-    return _act(cfg, "promote", move, address)
+    return _act(cfg, "promote", move, address, tags)
 
 
-def rollback(cfg: RelayConfig, address: str | None = None) -> dict[str, Any]:
+def rollback(
+    cfg: RelayConfig, address: str | None = None, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """All traffic back to the champion; the challenger alias is removed."""
 
     def move(tracker: Tracker) -> None:
         if aliased(tracker.client, cfg.model.name, cfg.serve.challenger_alias):
             tracker.client.delete_registered_model_alias(cfg.model.name, cfg.serve.challenger_alias)
 
-    return _act(cfg, "rollback", move, address)
+    return _act(cfg, "rollback", move, address, tags)
 
 
-def _act(cfg: RelayConfig, action: str, move: Any, address: str | None) -> dict[str, Any]:
+def _act(
+    cfg: RelayConfig,
+    action: str,
+    move: Any,
+    address: str | None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Move the aliases, swap the endpoint, record a `rollout` run (with `tags` besides).
+
+    With no Ray address and replicas that follow the aliases (`serve.poll_alias_seconds`: a
+    RayService, whose Serve config its operator owns), moving the aliases is the whole act."""
     tracker = Tracker.from_config(cfg)
+    if resolve_address(cfg.runtime, address) is None and cfg.serve.poll_alias_seconds:
+        with tracker.run(f"rollout-{action}", stage="rollout") as run_id:
+            move(tracker)
+            champion = resolve(tracker.client, cfg.model.name, cfg.serve.alias).version
+            challenger = served_challenger(cfg, tracker.client)
+            _record(tracker, run_id, cfg, action, champion, challenger, tags)
+        return {
+            "action": action,
+            "rollout_run_id": run_id,
+            "model_version": champion,
+            "challenger_version": challenger,
+            "swapped_by": "alias polling",
+        }
     with ray_session(cfg.runtime, address) as info:
         if info.embedded:
             raise ServingError(
@@ -74,14 +101,28 @@ def _act(cfg: RelayConfig, action: str, move: Any, address: str | None) -> dict[
             challenger = served_challenger(cfg, tracker.client)
             endpoint, _ = serve_app(cfg, tracker.uri)
             wait_for_version(endpoint, champion, challenger)
-            tracker.log(
-                run_id,
-                tags={
-                    "relay.rollout_action": action,
-                    "relay.model_name": cfg.model.name,
-                    "relay.model_version": champion,
-                    "relay.challenger_version": challenger or "",
-                    "relay.challenger_share": cfg.serve.challenger_share,
-                },
-            )
+            _record(tracker, run_id, cfg, action, champion, challenger, tags)
     return {"action": action, "rollout_run_id": run_id, **get_json(f"{endpoint}/healthz")}
+
+
+def _record(
+    tracker: Tracker,
+    run_id: str,
+    cfg: RelayConfig,
+    action: str,
+    champion: int,
+    challenger: int | None,
+    tags: dict[str, str] | None,
+) -> None:
+    tracker.log(
+        run_id,
+        tags={
+            "relay.rollout_action": action,
+            "relay.model_name": cfg.model.name,
+            "relay.model_version": champion,
+            "relay.challenger_version": challenger or "",
+            "relay.challenger_share": cfg.serve.challenger_share,
+            "relay.challenger_mode": cfg.serve.challenger_mode,
+            **(tags or {}),
+        },
+    )

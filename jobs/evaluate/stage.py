@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from cluster.config import DriftGate, RelayConfig
 from jobs.artifacts import Dataset, Evaluation, TuneOutcome
-from jobs.metrics import drift
 from jobs.metrics.groups import group_metrics
 from jobs.metrics.task import metrics_of, true_values
 from jobs.models import families
 from jobs.progress import StageRuns
+from serving import drift
 
 SPEC_FORMAT = "relay.model/2"
 METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # group values are data: MLflow refuses other characters
@@ -44,6 +44,8 @@ def exported(
         "architecture": architecture,
         "features": features,
         "input_schema": dataset.meta["input_schema"],
+        # a request may carry it (not a model input): the log keeps it for `relay feedback`
+        **({"id_column": cfg.data.id.name} if cfg.data.id else {}),
         "hyperparameters": outcome.hyperparameters,
         "dataset_digest": dataset.digest,
         "trial_run_id": outcome.best_run_id,

@@ -16,8 +16,8 @@ from cluster.tracking.registry import ModelRef, aliased, load_verified
 from jobs.artifacts import PROFILE, Dataset, Evaluation
 from jobs.gates import checks
 from jobs.gates.checks import GateResult
-from jobs.metrics import drift
 from jobs.metrics.task import metrics_of, true_values
+from serving import drift
 from serving.model import Predictor
 
 
@@ -131,15 +131,23 @@ def model_gates(
 
 
 def fairness_gates(cfg: RelayConfig, evaluation: Evaluation) -> list[GateResult]:
+    return group_checks(cfg, evaluation.spec, evaluation.groups)
+
+
+def group_checks(
+    cfg: RelayConfig, spec: dict[str, Any], by_column: dict[str, dict[str, dict[str, Any]]]
+) -> list[GateResult]:
+    """The fairness gates on metrics per group (`jobs.metrics.groups`): the test split's at
+    promotion, the labelled live predictions' in `relay monitor`."""
     f = cfg.gates.fairness
     if f is None:
         return []
     classification = cfg.model.task == "classification"
     metric = f.metric or ("tpr" if classification else "mean_prediction")
-    label = evaluation.spec["features"]["label"]
+    label = spec["features"]["label"]
     scale = 1.0 if classification else float(label["std"])
     out = []
-    for column, groups in evaluation.groups.items():
+    for column, groups in by_column.items():
         out.append(checks.group_gap(column, groups, metric, f.max_gap, f.min_group_size, scale))
         if classification:
             out.append(

@@ -1,1 +1,1 @@
-"""Measuring a model: task and per-group metrics, drift against a reference, their plots."""
+"""Measuring a model: task and per-group metrics, their plots (drift: `serving.drift`)."""

@@ -20,9 +20,12 @@ def positive_class(cfg: RelayConfig, classes: list[str]) -> int:
 def group_metrics(
     cfg: RelayConfig, spec: dict[str, Any], test: pa.Table, truth: np.ndarray, output: np.ndarray
 ) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Per sensitive column (kept in the dataset, never a feature): metrics per group."""
+    """Per sensitive column (kept in the dataset, never a feature) that `test` has: metrics
+    per group."""
     out = {}
     for column in cfg.data.by_role(Role.sensitive):
+        if column.name not in test.column_names:
+            continue
         groups = np.array(
             ["(null)" if v is None else str(v) for v in test.column(column.name).to_pylist()]
         )

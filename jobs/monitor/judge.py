@@ -1,6 +1,6 @@
 """One served version's window, judged: volume, latency, each input's drift and empty share,
 the answers' drift. Plain tables and the version's spec in, a report out (no I/O): the drift
-scores and the checks are the promotion gates' own (`jobs.metrics.drift`, `jobs.gates.checks`).
+scores and the checks are the promotion gates' own (`serving.drift`, `jobs.gates.checks`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cluster.config import ColumnType
+from cluster.config import RelayConfig, Role
 from jobs.gates import checks
 from jobs.gates.checks import GateResult
-from jobs.metrics import drift
+from jobs.gates.decide import group_checks
+from jobs.metrics.groups import group_metrics
 from jobs.metrics.task import metrics_of, true_values
 from jobs.monitor.feedback import KEYS
-from serving.inference_log import PROBABILITY
-from serving.values import parse
+from serving import drift
+from serving.inference_log import PROBABILITY, inputs_of
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Limits:
     max_latency_p99_ms: float | None
     max_drop_rate: float
     min_predictions: int
+    max_refusal_rate: float | None = None
     model_min: dict[str, float] = field(default_factory=dict)  # gates.model.min (test_<metric>)
     model_max: dict[str, float] = field(default_factory=dict)
 
@@ -50,6 +52,7 @@ class VersionReport:
     judged: bool  # enough predictions to judge drift and empty shares
     labelled: int = 0  # predictions with an outcome (relay feedback)
     live: dict[str, float] = field(default_factory=dict)  # the task's metrics on those
+    groups: dict[str, Any] = field(default_factory=dict)  # sensitive column -> group metrics
     results: list[GateResult] = field(default_factory=list)
 
     @property
@@ -63,33 +66,25 @@ class VersionReport:
         }
 
 
-def inputs_table(table: pa.Table, spec: dict[str, Any]) -> pa.Table:
-    """The logged inputs as columns like the training split's: timestamps parsed with their
-    column's format, as ETL parses them."""
-    struct = table["inputs"].combine_chunks()
-    columns = {}
-    for column in spec["input_schema"]:
-        raw = struct.field(column["name"])
-        if column["type"] == "timestamp":
-            raw = parse(raw, ColumnType.timestamp, column.get("format"))[0]
-        columns[column["name"]] = raw
-    return pa.table(columns)
-
-
 def live_metrics(
-    table: pa.Table, outcomes: pa.Table | None, spec: dict[str, Any]
-) -> tuple[int, dict[str, float]]:
-    """(labelled predictions, the task's metrics on them): the test metrics' code, on the
-    logged answers and the outcomes `relay feedback` joined to them."""
+    table: pa.Table,
+    outcomes: pa.Table | None,
+    spec: dict[str, Any],
+    cfg: RelayConfig | None = None,
+) -> tuple[int, dict[str, float], dict[str, Any]]:
+    """(labelled predictions, the task's metrics on them, with `cfg` the metrics per group of
+    each sensitive column the outcomes carry): the evaluation's code, on the logged answers and
+    the outcomes `relay feedback` joined to them. A column's groups leave out the outcomes that
+    did not give its value."""
     if outcomes is None:
-        return 0, {}
+        return 0, {}, {}
     answers = [n for n in table.column_names if n == "prediction" or n.startswith(PROBABILITY)]
     joined = table.select([*KEYS, *answers]).join(outcomes, keys=KEYS, join_type="inner")
     label = spec["features"]["label"]
     if "classes" in label:  # an outcome this version cannot score is not a metric of it
         joined = joined.filter(pc.is_in(joined["label"], pa.array(label["classes"])))
     if joined.num_rows == 0:
-        return 0, {}
+        return 0, {}, {}
     truth = true_values(spec, pa.table({label["name"]: joined["label"]}))
     if "classes" in label:
         # float32, as the model answered (the log keeps doubles): the evaluation's scores saw
@@ -99,16 +94,30 @@ def live_metrics(
     else:
         output = joined["prediction"].to_numpy()
     metrics = metrics_of(spec, truth, output)
-    return joined.num_rows, {k.removeprefix("test_"): v for k, v in metrics.items()}
+    groups: dict[str, Any] = {}
+    for column in cfg.data.by_role(Role.sensitive) if cfg else []:
+        if column.name in joined.column_names:
+            given = pc.is_valid(joined[column.name]).to_numpy(zero_copy_only=False)
+            part = joined.select([column.name]).filter(pa.array(given))
+            groups |= group_metrics(cfg, spec, part, truth[given], output[given])
+    return joined.num_rows, {k.removeprefix("test_"): v for k, v in metrics.items()}, groups
 
 
 def judge(
-    table: pa.Table, spec: dict[str, Any], limits: Limits, outcomes: pa.Table | None = None
+    table: pa.Table,
+    spec: dict[str, Any],
+    limits: Limits,
+    outcomes: pa.Table | None = None,
+    cfg: RelayConfig | None = None,
 ) -> VersionReport:
-    """The report of one version's logged rows (and their outcomes, when there are any)."""
-    inputs = inputs_table(table, spec)
+    """The report of one version's logged rows (and their outcomes, when there are any; with
+    `cfg`, the fairness gates on them too)."""
+    inputs = inputs_of(table, spec)
     per_request = table.group_by("request_id").aggregate([("latency_ms", "max")])
-    latencies = per_request["latency_ms_max"].to_numpy()
+    # a shadow's time is its batch's, off the request path: no client waited on it
+    answered = table.filter(pc.not_equal(table["role"], "shadow"))
+    timed = answered.group_by("request_id").aggregate([("latency_ms", "max")])
+    latencies = timed["latency_ms_max"].to_numpy()
     roles = table.group_by("role").aggregate([("role", "count")]).to_pylist()
     judged = table.num_rows >= limits.min_predictions
     scores = drift.scores(spec["reference"], inputs, limits.method) if judged else {}
@@ -139,7 +148,10 @@ def judge(
         if answers:
             found = checks.drift(answer_scores, limits.method, limits.max_prediction_drift)
             report.results.append(_named(found, "predictions.drift"))
-    report.labelled, report.live = live_metrics(table, outcomes, spec)
+    report.labelled, report.live, report.groups = live_metrics(table, outcomes, spec, cfg)
+    if report.labelled >= limits.min_predictions and cfg is not None:
+        for found in group_checks(cfg, spec, report.groups):
+            report.results.append(_named(found, f"live.{found.gate}"))
     if report.labelled >= limits.min_predictions:
         for name, bound in limits.model_min.items():
             value = report.live.get(name.removeprefix("test_"))
@@ -161,10 +173,25 @@ def judge(
     return report
 
 
-def drop_check(logged: int, dropped: int, limit: float) -> GateResult:
-    """The share of answered records the inference log lost (all versions: drops have none)."""
-    rate = dropped / max(logged + dropped, 1)
-    return checks.at_most("log.drop_rate", rate, limit, f"dropped {dropped} of {logged + dropped}")
+def drop_check(logged: int, dropped: int, lost: int, limit: float) -> GateResult:
+    """The share of answered records the inference log lost (all versions: drops have none):
+    those dropped and counted, and those of replicas killed before writing them."""
+    missing = dropped + lost
+    rate = missing / max(logged + missing, 1)
+    killed = f" ({lost} by replicas killed before writing them)" if lost else ""
+    return checks.at_most(
+        "log.drop_rate", rate, limit, f"lost {missing} of {logged + missing}{killed}"
+    )
+
+
+def refusal_check(answered: int, refused: dict[str, int], limit: float) -> GateResult:
+    """The share of prediction requests the endpoint refused (all versions: refused before
+    one is chosen)."""
+    count = sum(refused.values())
+    rate = count / max(answered + count, 1)
+    statuses = ", ".join(f"{n}x{s}" for s, n in sorted(refused.items()))
+    reason = f"refused {count} of {answered + count} requests" + (f" ({statuses})" if count else "")
+    return checks.at_most("requests.refusal_rate", rate, limit, reason)
 
 
 def _named(result: GateResult, gate: str) -> GateResult:

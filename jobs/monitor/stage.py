@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cluster.config import DriftGate, RelayConfig
-from cluster.tracking.registry import load_verified, resolve
+from cluster.config import RelayConfig
+from cluster.tracking.registry import aliased, load_verified, resolve
 from cluster.tracking.tracker import Tracker
 from jobs.metrics import plots
 from jobs.monitor import feedback
-from jobs.monitor.judge import Limits, VersionReport, drop_check, judge
+from jobs.monitor.compare import compare, decide
+from jobs.monitor.judge import Limits, VersionReport, drop_check, judge, refusal_check
 from jobs.monitor.window import duration, read
 from serving.launch import inference_log_path
 
@@ -27,7 +28,7 @@ from serving.launch import inference_log_path
 def limits(cfg: RelayConfig) -> Limits:
     """`monitor:` thresholds, each unset one taken from `gates:`."""
     m = cfg.monitor
-    gate = m.drift or cfg.gates.data.drift or DriftGate()
+    gate = cfg.monitor_drift
     return Limits(
         method=gate.method,
         max_drift=gate.max,
@@ -36,6 +37,7 @@ def limits(cfg: RelayConfig) -> Limits:
         max_latency_p99_ms=m.max_latency_p99_ms,
         max_drop_rate=m.max_drop_rate,
         min_predictions=m.min_predictions,
+        max_refusal_rate=m.max_refusal_rate,
         model_min=dict(cfg.gates.model.min),
         model_max=dict(cfg.gates.model.max),
     )
@@ -51,15 +53,21 @@ def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) 
     tracker = Tracker.from_config(cfg)
     client = tracker.client
     labels = feedback.outcomes(root, cfg.model.name)
-    reports = []
+    reports, specs = [], {}
     for number, table in window.versions.items():
         ref = tracker.online(lambda n=number: resolve(client, cfg.model.name, str(n)))
-        spec, _ = tracker.online(lambda r=ref: load_verified(client, r))
-        reports.append(judge(table, spec, held, labels))
-    dropped = drop_check(window.logged, window.dropped, held.max_drop_rate)
+        specs[number], _ = tracker.online(lambda r=ref: load_verified(client, r))
+        reports.append(judge(table, specs[number], held, labels, cfg))
+    dropped = drop_check(window.logged, window.dropped, window.lost, held.max_drop_rate)
     alerts = [r.as_dict() for report in reports for r in report.alerts]
     if not dropped.passed:
         alerts.append(dropped.as_dict())
+    answered = window.answered_requests
+    refusals = None
+    if held.max_refusal_rate is not None:
+        refusals = refusal_check(answered, window.refused, held.max_refusal_rate)
+        if not refusals.passed:
+            alerts.append(refusals.as_dict())
     summary: dict[str, Any] = {
         "model_name": cfg.model.name,
         "log": root,
@@ -68,12 +76,31 @@ def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) 
         "window": span,
         "predictions_logged": window.logged,
         "dropped": window.dropped,
+        "lost": window.lost,
         "drop_check": dropped.as_dict(),
+        "requests_answered": answered,
+        "refused": window.refused,
+        "refusal_rate": sum(window.refused.values())
+        / max(answered + sum(window.refused.values()), 1),
+        "refusal_check": refusals.as_dict() if refusals else None,
         "versions": [r.as_dict() for r in reports],
         "features": {r.version: r.features for r in reports},
         "alerts": alerts,
         "passed": not alerts,
+        "rollout": None,
     }
+    two = version is None and len(window.versions) > 1  # else there is nothing to compare
+    pair = tracker.online(lambda: _served_pair(cfg, client)) if two else None
+    if pair and all(v in window.versions for v in pair):
+        old, new = pair
+        found = compare(
+            cfg,
+            (old, window.versions[old], specs[old]),
+            (new, window.versions[new], specs[new]),
+            labels,
+        )
+        decision, why = decide(cfg, found, next(r for r in reports if r.version == new))
+        summary["rollout"] = {**found.as_dict(), "decision": decision, "reason": why}
     versions = ",".join(str(r.version) for r in reports)
     with tracker.run(f"monitor-{cfg.model.name}", stage="monitor") as run_id:
         tracker.log(
@@ -101,6 +128,14 @@ def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) 
     return summary
 
 
+def _served_pair(cfg: RelayConfig, client: Any) -> tuple[int, int] | None:
+    """(champion, challenger) versions as the aliases say now; None without a challenger."""
+    challenger = aliased(client, cfg.model.name, cfg.serve.challenger_alias)
+    if challenger is None:
+        return None
+    return resolve(client, cfg.model.name, cfg.serve.alias).version, challenger.version
+
+
 def _plots(reports: list[VersionReport], held: Limits, folder: Path) -> Path:
     """Per judged version, its inputs' drift and its answers' drift as bar charts."""
     for report in reports:
@@ -121,6 +156,8 @@ def _metrics(summary: dict[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {
         "predictions_logged": summary["predictions_logged"],
         "dropped": summary["dropped"],
+        "lost": summary["lost"],
+        "refusal_rate": summary["refusal_rate"],
         "alerts": len(summary["alerts"]),
     }
     for v in summary["versions"]:
@@ -132,6 +169,13 @@ def _metrics(summary: dict[str, Any]) -> dict[str, float]:
         for name, values in v["features"].items():
             out.update({f"{prefix}.{name}.{k}": x for k, x in values.items() if x is not None})
         out.update({f"{prefix}.answers.{k}.drift": x for k, x in v["prediction_drift"].items()})
+    rollout = summary["rollout"]
+    if rollout:
+        for key in ("paired", "disagreement", "mean_abs_difference"):
+            if rollout[key] is not None:
+                out[f"rollout.{key}"] = rollout[key]
+        if rollout["beat"] and rollout["beat"]["value"] is not None:
+            out["rollout.live_gain"] = rollout["beat"]["value"]
     return out
 
 
@@ -158,8 +202,26 @@ def text(summary: dict[str, Any]) -> str:
             lines.append(f"  live, on {v['labelled']} predictions with outcomes: {shown}")
         for r in sorted(v["results"], key=lambda r: r["passed"]):
             lines.append(f"  {'pass' if r['passed'] else 'FAIL':4}  {r['gate']:<22} {r['reason']}")
-    check = summary["drop_check"]
-    lines.append(
-        f"  {'pass' if check['passed'] else 'FAIL':4}  {check['gate']:<22} {check['reason']}"
-    )
+    for check in (summary["drop_check"], summary["refusal_check"]):
+        if check:
+            verdict = "pass" if check["passed"] else "FAIL"
+            lines.append(f"  {verdict:4}  {check['gate']:<22} {check['reason']}")
+    if summary["refused"] and not summary["refusal_check"]:
+        statuses = ", ".join(f"{n}x{s}" for s, n in sorted(summary["refused"].items()))
+        lines.append(f"  refused {sum(summary['refused'].values())} requests ({statuses})")
+    rollout = summary["rollout"]
+    if rollout:
+        lines.append(
+            f"challenger {rollout['challenger']} against champion {rollout['champion']} "
+            f"({rollout['mode']}): {rollout['decision'].upper()}: {rollout['reason']}"
+        )
+        if rollout["disagreement"] is not None:
+            lines.append(
+                f"  disagree on {rollout['disagreement']:.1%} of {rollout['paired']} records"
+            )
+        if rollout["mean_abs_difference"] is not None:
+            lines.append(
+                f"  mean absolute difference {rollout['mean_abs_difference']:.4g} over "
+                f"{rollout['paired']} records"
+            )
     return "\n".join(lines)

@@ -3,6 +3,9 @@ and that a drop is always counted (the endpoint tests in tests/jobs/monitor run 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,6 +84,8 @@ def test_a_write_that_fails_counts_its_rows_and_the_next_file_reports_them(tmp_p
     drops: list[int] = []
     log = InferenceLog(str(tmp_path), "m", flush_seconds=0.05, on_dropped=drops.append)
     folder = tmp_path / "m"
+    aside = tmp_path / "m.aside"  # the writer's tally lives in there
+    folder.rename(aside)
     folder.write_text("not a folder")
     for number in range(4):
         log.add(SCHEMA, answered(number))
@@ -89,9 +94,46 @@ def test_a_write_that_fails_counts_its_rows_and_the_next_file_reports_them(tmp_p
         time.sleep(0.05)
     assert sum(drops) == 4  # counted, not waited on: add() never blocked
     folder.unlink()
+    aside.rename(folder)
     log.add(SCHEMA, answered(9, records=2))
     log.close()
     found = window(tmp_path)
     assert (found.logged, found.dropped) == (2, 4)
     files = sorted(p for p in folder.rglob("*.parquet"))
     assert pq.read_table(files[0]).num_rows == 2
+
+
+KILLED = """
+import os, signal, sys, time
+from tests.serving.test_inference_log import SCHEMA, answered
+from serving.inference_log import InferenceLog
+
+log = InferenceLog(sys.argv[1], "m", flush_seconds=0.2)
+log.add(SCHEMA, answered(1, records=3))
+time.sleep(1.0)  # written
+log.add(SCHEMA, answered(2, records=4))
+log.add(SCHEMA, answered(3, records=1))
+os.kill(os.getpid(), signal.SIGKILL)  # before the next flush
+"""
+
+
+def test_a_writer_killed_outright_leaves_its_loss_counted(tmp_path):
+    """What a writer was given and never wrote is counted once it is dead (a live writer's
+    queue is pending, not lost); a writer that closes cleanly leaves no tally behind."""
+    root = Path(__file__).resolve().parents[2]
+    alive = InferenceLog(str(tmp_path), "m", flush_seconds=3600)
+    alive.add(SCHEMA, answered(9, records=2))  # queued in this live process
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED, str(tmp_path)],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    seen = window(tmp_path)
+    assert (seen.logged, seen.dropped, seen.lost) == (3, 0, 5)
+    alive.close()
+    seen = window(tmp_path)
+    assert (seen.logged, seen.lost) == (5, 5)  # the live one wrote its 2: not lost
+    assert len(list((tmp_path / "m" / "_writers").iterdir())) == 1  # the dead one's only

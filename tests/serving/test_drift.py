@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.metrics import drift
+from serving import drift
 
 
 def test_psi_and_ks_are_zero_for_equal_shares_and_grow_with_shift():

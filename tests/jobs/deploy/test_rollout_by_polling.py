@@ -1,0 +1,45 @@
+"""A rollout where the replicas follow the aliases (a RayService's case: its operator owns the
+Serve config): with no Ray address, moving the aliases is the whole act. A real sqlite
+registry; no Ray is used (none is needed, and none could redeploy a RayService)."""
+
+from __future__ import annotations
+
+import os
+from unittest import mock
+
+from mlflow.tracking import MlflowClient
+
+from cluster.configfile import parse_config
+from cluster.tracking.registry import SHA_TAG
+from cluster.tracking.tracker import STAGE_TAG
+from tests.conftest import ci_raw, merge
+
+
+def test_promote_and_rollback_move_the_aliases_without_ray(tmp_path):
+    from jobs.deploy import rollout
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = {"runtime": {"state_dir": str(tmp_path)}, "tracking": {"uri": uri}}
+    cfg = parse_config(merge(ci_raw(), {**raw, "serve": {"poll_alias_seconds": 2}}))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = cfg.model.name
+    client.create_registered_model(name)
+    (tmp_path / "bundle").mkdir()
+    for _ in range(2):
+        client.create_model_version(name, str(tmp_path / "bundle"), tags={SHA_TAG: "0" * 64})
+    client.set_registered_model_alias(name, "champion", "1")
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with mock.patch.dict(os.environ, environment, clear=True):
+        started = rollout.start(cfg, version=2)
+        promoted = rollout.promote(cfg, tags={"relay.decided_by_run": "abc"})
+        client.set_registered_model_alias(name, "challenger", "1")
+        rolled_back = rollout.rollback(cfg)
+    assert (started["model_version"], started["challenger_version"]) == (1, 2)
+    assert (promoted["model_version"], promoted["challenger_version"]) == (2, None)
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
+    assert int(client.get_model_version_by_alias(name, "previous").version) == 1
+    assert rolled_back["challenger_version"] is None
+    assert "challenger" not in client.get_registered_model(name).aliases
+    assert {started["swapped_by"], promoted["swapped_by"]} == {"alias polling"}
+    tags = client.get_run(promoted["rollout_run_id"]).data.tags
+    assert tags[STAGE_TAG] == "rollout" and tags["relay.decided_by_run"] == "abc"
