@@ -14,7 +14,10 @@ and on again, `--log-rounds` times in turn, each time single-record requests at 
 and 32; `log.c32_loss` is 1 - (rps with the log / rps without), `log.added_p50_ms_c1` the p50
 it adds (medians over the rounds; targets <= 0.05 and <= 0.2 ms), `log.c32_loss_paired` the
 median of each round's own off/on ratio (a drift of the machine's speed cancels within a
-round), and the log's own cost per record measured in this process (request path, writer).
+round), `log.c32_replica_cpu_added` how much more CPU time the replica spends per request at
+c=32 with the log (from /proc: the replica is what saturates, and its CPU time does not move
+with the wall-clock speed), and the log's own cost per record measured in this process. In
+these rounds the replica is pinned to CPU 0 and wrk to CPU 1 (taskset).
 `--log-only` skips the comparison with bare FastAPI.
 The last line is one JSON object.
 """
@@ -42,8 +45,10 @@ BATCH_RECORDS = 256
 PER_RECORD_ROWS = 20_000
 
 
-def wrk(url: str, token: str, body: Any, connections: int, seconds: int) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) from one wrk run (1 thread)."""
+def wrk(
+    url: str, token: str, body: Any, connections: int, seconds: int, cpu: int | None = None
+) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) from one wrk run (1 thread; on `cpu` alone)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
@@ -51,8 +56,19 @@ def wrk(url: str, token: str, body: Any, connections: int, seconds: int) -> dict
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {token}"\n'
         )
+    pinned = ["taskset", "-c", str(cpu)] if cpu is not None else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+        [
+            *pinned,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -99,9 +115,18 @@ def log_cost(
         )
         base, _ = serve_app(variant, summary["tracking_uri"])  # the route prefix's URL
         wait_ready(f"{base}/healthz")
-        c1 = wrk(f"{base}/predict", token, record, 1, seconds)
-        c32 = wrk(f"{base}/predict", token, record, 32, seconds)
-        rounds[enabled].append({"c1_p50_ms": c1["p50_ms"], "c32_rps": c32["rps"]})
+        replica = the_replica()
+        # the replica on CPU 0 and wrk on CPU 1, every round: left to the scheduler, unpinned
+        # rounds came out bimodal (921-1,091 or 1,533-1,653 req/s, log on or off alike)
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(replica)], check=True,
+                       capture_output=True)  # fmt: skip
+        c1 = wrk(f"{base}/predict", token, record, 1, seconds, cpu=1)
+        began = cpu_seconds(replica)
+        c32 = wrk(f"{base}/predict", token, record, 32, seconds, cpu=1)
+        cpu_us = (cpu_seconds(replica) - began) / (c32["rps"] * seconds) * 1e6
+        rounds[enabled].append(
+            {"c1_p50_ms": c1["p50_ms"], "c32_rps": c32["rps"], "c32_cpu_us": round(cpu_us, 1)}
+        )
 
     def median(enabled: bool, key: str) -> float:
         return statistics.median(r[key] for r in rounds[enabled])
@@ -112,10 +137,11 @@ def log_cost(
         for off, on in zip(rounds[False], rounds[True], strict=True)
     )
     added = median(True, "c1_p50_ms") - median(False, "c1_p50_ms")
+    cpu = median(True, "c32_cpu_us") / median(False, "c32_cpu_us") - 1
     queue_us, write_us = per_record_cost(summary, record)
     print(
         f"inference log: c=32 throughput loss {loss:+.3f} (paired rounds {paired:+.3f}; target "
-        f"<= 0.05), added p50 at c=1 "
+        f"<= 0.05), the replica's CPU per request {cpu:+.3f}, added p50 at c=1 "
         f"{added:+.3f} ms (target <= 0.2); in-process {queue_us:.1f} us per record on the "
         f"request path + {write_us:.1f} us in the writer"
     )
@@ -124,10 +150,30 @@ def log_cost(
         "rounds_off": rounds[False],
         "c32_loss": round(loss, 4),
         "c32_loss_paired": round(paired, 4),
+        "c32_replica_cpu_added": round(cpu, 4),
         "added_p50_ms_c1": round(added, 3),
         "queue_us_per_record": round(queue_us, 2),
         "write_us_per_record": round(write_us, 2),
     }
+
+
+def the_replica(timeout: float = 60) -> int:
+    """The PID of the one Serve replica, once a redeploy's old one has gone."""
+    from tests.conftest import ours_titled
+
+    deadline = time.monotonic() + timeout
+    while len(found := ours_titled(b"ray::ServeReplica")) != 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected one Serve replica, found {sorted(found)}")
+        time.sleep(0.2)
+    return found.pop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time: what a request costs the replica, whatever the
+    machine's speed does to wall-clock throughput meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def per_record_cost(summary: dict[str, Any], record: dict[str, Any]) -> tuple[float, float]:

@@ -302,6 +302,8 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 challenger = await asyncio.to_thread(self._load, user_config["challenger"])
             self.served, self.challenger = champion, challenger
             self.share = float(user_config.get("share", 0.0)) if challenger else 0.0
+            if self.live_drift is not None:
+                self.live_drift.only({s.ref.version for s in (champion, challenger) if s})
             if self.args.poll_alias_seconds and self.poller is None:
                 self.poller = asyncio.get_running_loop().create_task(self._poll())
             log.info(
@@ -465,7 +467,10 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
         ) -> None:
             """Hand the answered records to the inference log (sampled per request); in shadow
             mode, `share` of the logged requests go to the challenger too."""
-            if self.inference is None or not inputs or random.random() >= self.args.log_sample:
+            if self.inference is None or not inputs:
+                return
+            self.inference.answer()
+            if random.random() >= self.args.log_sample:
                 return
             from serving.inference_log import Answered
 

@@ -42,6 +42,7 @@ log = logging.getLogger("ray.serve")
 PROBABILITY = "probability_"  # a classifier's column per class: probability_<class>
 DROPS_KEY = b"relay.dropped"  # file metadata: rows dropped by this writer since its last file
 REFUSED_KEY = b"relay.refused"  # file metadata: prediction requests refused since, by status
+ANSWERED_KEY = b"relay.answered"  # file metadata: prediction requests answered since (unsampled)
 TALLIES = "_writers"  # under the model's log folder: one tally per writer (not a date folder)
 TALLY_SUFFIX = ".tally"
 _ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "category": pa.string()}
@@ -166,10 +167,17 @@ class Tally:
     def __init__(self, folder: str, writer_id: str):
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, f"{writer_id}{TALLY_SUFFIX}")
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # open for its life
-        os.ftruncate(self.fd, self.LAYOUT.size)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.map = mmap.mmap(self.fd, self.LAYOUT.size)
+        # sized and locked under a hidden name first: a reader never sees it unlocked or empty
+        building = os.path.join(folder, f".{writer_id}.tmp")
+        self.fd = os.open(building, os.O_RDWR | os.O_CREAT, 0o644)  # open for its life
+        try:
+            os.ftruncate(self.fd, self.LAYOUT.size)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.map = mmap.mmap(self.fd, self.LAYOUT.size)
+            os.rename(building, self.path)
+        except OSError:
+            os.close(self.fd)
+            raise
 
     def count(self, records: int) -> None:
         self.LAYOUT.pack_into(self.map, 0, records, time.time())
@@ -190,12 +198,18 @@ def lost(fs: pafs.FileSystem, base: str, since: float) -> int:
     for name in os.listdir(f"{base}/{TALLIES}"):
         if not name.endswith(TALLY_SUFFIX):
             continue
-        with open(f"{base}/{TALLIES}/{name}", "rb") as file:
-            try:
-                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its writer is alive: what it holds is still to be written
-            handed, latest = Tally.LAYOUT.unpack(file.read(Tally.LAYOUT.size))
+        try:
+            with open(f"{base}/{TALLIES}/{name}", "rb") as file:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive: what it holds is still to be written
+                raw = file.read(Tally.LAYOUT.size)
+        except FileNotFoundError:
+            continue  # its writer closed cleanly meanwhile
+        if len(raw) < Tally.LAYOUT.size:
+            continue
+        handed, latest = Tally.LAYOUT.unpack(raw)
         if latest >= since:
             total += handed - _accounted(base, name.removesuffix(TALLY_SUFFIX))
     return total
@@ -236,6 +250,7 @@ class InferenceLog:
         self.queued = 0  # rows in the queue
         self.dropped = 0  # rows dropped since the last file written
         self.refused: dict[str, int] = {}  # status -> prediction requests refused since then
+        self.answered = 0  # prediction requests answered since then, logged or sampled out
         self.files = 0
         self.failing = False
         self.handed = 0  # rows given to `add`, ever
@@ -255,7 +270,7 @@ class InferenceLog:
         rows = len(answered.inputs)
         with self.lock:
             self.handed += rows
-            if self.tally is not None:
+            if self.tally is not None:  # None once a clean close removed it
                 self.tally.count(self.handed)
             full = self.stopping or self.queued + rows > self.queue_rows
             if full:
@@ -271,20 +286,30 @@ class InferenceLog:
         with self.lock:
             self.refused[str(status)] = self.refused.get(str(status), 0) + 1
 
+    def answer(self) -> None:
+        """Count a prediction request answered, before sampling: the refusals' denominator."""
+        with self.lock:
+            self.answered += 1
+
     def close(self, timeout: float = 20.0) -> None:
         """Write what is queued and stop (graceful shutdown)."""
         self.stopping = True
         self.wake.set()
         self.thread.join(timeout)
-        if self.tally is not None and not self.thread.is_alive() and not self.dropped:
-            self.tally.remove()
+        with self.lock:  # `add` counts under the same lock: never on a closed map
+            if self.tally is not None and not self.thread.is_alive() and not self.dropped:
+                self.tally.remove()
+                self.tally = None
 
     def _run(self) -> None:
         while not self.stopping:
             self.wake.wait(self.flush_seconds)
-            self._flush()
+            try:
+                self._flush()
+            except Exception:  # the writer must outlive any one flush: the next one retries
+                log.exception("inference log: a flush failed")
         self._flush()
-        if self.dropped or self.refused:  # the counts must outlive this writer
+        if self.dropped or self.refused or self.answered:  # the counts outlive this writer
             self._write(pa.table({}))
 
     def _flush(self) -> None:
@@ -296,8 +321,18 @@ class InferenceLog:
         for schema, answered in queued:
             taken.setdefault(id(schema), (schema, []))[1].append(answered)
         for schema, answers in taken.values():
-            self._write(table_of(schema, answers))
-        if not taken and self.refused:  # refusals alone: written all the same
+            try:
+                table = table_of(schema, answers)
+            except Exception:  # rows it cannot build are dropped and counted, never silent
+                log.exception("inference log: cannot build the rows of %d requests", len(answers))
+                rows = sum(len(a.inputs) for a in answers)
+                with self.lock:
+                    self.dropped += rows
+                if rows:
+                    self.on_dropped(rows)
+                continue
+            self._write(table)
+        if not taken and (self.refused or self.answered):  # counts alone: written all the same
             self._write(pa.table({}))
 
     def _write(self, table: pa.Table) -> None:
@@ -306,9 +341,13 @@ class InferenceLog:
         folder = f"{self.base}/{now:%Y-%m-%d}"
         rows = table.num_rows
         with self.lock:
-            dropped, refused = self.dropped, self.refused
-            self.refused = {}  # counted in this file; back in the count if it is not written
-        metadata = {DROPS_KEY: json.dumps(dropped).encode(), REFUSED_KEY: json.dumps(refused)}
+            dropped, refused, answered = self.dropped, self.refused, self.answered
+            self.refused, self.answered = {}, 0  # in this file; back if it is not written
+        metadata = {
+            DROPS_KEY: json.dumps(dropped).encode(),
+            REFUSED_KEY: json.dumps(refused),
+            ANSWERED_KEY: json.dumps(answered),
+        }
         table = table.replace_schema_metadata(metadata)
         try:
             self.fs.create_dir(folder, recursive=True)
@@ -322,7 +361,9 @@ class InferenceLog:
                 self.dropped += rows
                 for status, count in refused.items():
                     self.refused[status] = self.refused.get(status, 0) + count
-            self.on_dropped(rows)
+                self.answered += answered
+            if rows:  # a counts-only file lost no rows (Ray's counters refuse 0)
+                self.on_dropped(rows)
             if not self.failing:
                 log.warning("inference log: cannot write under %s (%s); dropping", folder, exc)
             self.failing = True

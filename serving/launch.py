@@ -47,7 +47,7 @@ def app_args(
         "log_queue_rows": s.log.queue_rows,
         "drift_method": cfg.monitor_drift.method,
         "drift_rows": cfg.monitor.live_drift_rows,
-        "drift_min_rows": min(cfg.monitor.min_predictions, cfg.monitor.live_drift_rows),
+        "drift_min_rows": max(1, min(cfg.monitor.min_predictions, cfg.monitor.live_drift_rows)),
     }
 
 

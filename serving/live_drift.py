@@ -46,6 +46,18 @@ class LiveDrift:
             with self.lock:
                 self.specs[version] = spec
 
+    def only(self, versions: set[int]) -> None:
+        """The versions served now: the others' gauges go to NaN (no longer measured), so a
+        swapped-out version's last score does not stand as if it were current."""
+        with self.lock:
+            gone = [v for v in self.specs if v not in versions]
+            for version in gone:
+                del self.specs[version]
+                self.recent.pop(version, None)
+                for feature in self.scores.pop(version, {}):
+                    tags = {"model": self.model, "version": str(version), "feature": feature}
+                    self.set_gauge(float("nan"), tags)
+
     def observe(self, table: pa.Table) -> None:
         """Rows just written: update the windows they belong to and their gauges."""
         for version in pc.unique(table["model_version"]).to_pylist():

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -82,7 +83,7 @@ def ray_session(
         yield _info(ray, embedded=False)
         return
     target = resolve_address(cfg, address)
-    caller = signal.getsignal(signal.SIGTERM)
+    caller = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.unraisablehook
     temp_dir = None
     saved: dict[str, str | None] = {}
     try:
@@ -122,8 +123,11 @@ def ray_session(
         yield _info(ray, embedded=target is None)
     finally:
         ray.shutdown()
-        if caller is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, caller)
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in zip((signal.SIGTERM, signal.SIGINT), caller[:2], strict=True):
+                if handler is not None:
+                    signal.signal(signum, handler)
+            sys.unraisablehook = caller[2]
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
         for key, value in saved.items():  # the next session starts from the user's own

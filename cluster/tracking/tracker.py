@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -194,8 +195,11 @@ class Tracker:
         Records spooled during the block fail it at its end, once everything is journalled.
         """
         run_id = None
+        # sqlite: a signal during the start is raised once the id is known (an HTTP store's
+        # retry waits must stay interruptible: a lost start is then the lesser harm)
+        start = interrupts.held() if self.uri.startswith("sqlite:") else contextlib.nullcontext()
         try:
-            with interrupts.held():  # a signal during the start is raised once the id is known
+            with start:
                 if reopen:
                     self._write({"op": "update_run", "run_id": reopen, "status": "RUNNING"})
                     run_id = reopen

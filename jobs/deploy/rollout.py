@@ -32,9 +32,13 @@ def start(cfg: RelayConfig, version: int, address: str | None = None) -> dict[st
 
 
 def promote(
-    cfg: RelayConfig, address: str | None = None, tags: dict[str, str] | None = None
+    cfg: RelayConfig,
+    address: str | None = None,
+    tags: dict[str, str] | None = None,
+    expected: int | None = None,
 ) -> dict[str, Any]:
-    """The challenger becomes the champion; the old champion keeps the `previous` alias."""
+    """The challenger becomes the champion; the old champion keeps the `previous` alias.
+    `expected`: the challenger version a decision judged (refused if the alias moved since)."""
 
     def move(tracker: Tracker) -> None:
         client, name = tracker.client, cfg.model.name
@@ -44,6 +48,7 @@ def promote(
                 f"no version of {name} has the alias {cfg.serve.challenger_alias!r}: "
                 "start a rollout first (relay rollout start)"
             )
+        _still(challenger.version, expected, cfg)
         champion = resolve(client, name, cfg.serve.alias)
         client.set_registered_model_alias(name, PREVIOUS, str(champion.version))
         client.set_registered_model_alias(name, cfg.serve.alias, str(challenger.version))
@@ -53,15 +58,29 @@ def promote(
 
 
 def rollback(
-    cfg: RelayConfig, address: str | None = None, tags: dict[str, str] | None = None
+    cfg: RelayConfig,
+    address: str | None = None,
+    tags: dict[str, str] | None = None,
+    expected: int | None = None,
 ) -> dict[str, Any]:
-    """All traffic back to the champion; the challenger alias is removed."""
+    """All traffic back to the champion; the challenger alias is removed (`expected`: as for
+    `promote`)."""
 
     def move(tracker: Tracker) -> None:
-        if aliased(tracker.client, cfg.model.name, cfg.serve.challenger_alias):
+        if found := aliased(tracker.client, cfg.model.name, cfg.serve.challenger_alias):
+            _still(found.version, expected, cfg)
             tracker.client.delete_registered_model_alias(cfg.model.name, cfg.serve.challenger_alias)
 
     return _act(cfg, "rollback", move, address, tags)
+
+
+def _still(version: int, expected: int | None, cfg: RelayConfig) -> None:
+    """A decision acts on the version it judged, not on whatever holds the alias now."""
+    if expected is not None and version != expected:
+        raise ServingError(
+            f"the alias {cfg.serve.challenger_alias!r} moved to version {version} after the "
+            f"monitor judged version {expected}: nothing changed; run relay rollout auto again"
+        )
 
 
 def _act(

@@ -10,6 +10,7 @@ the gates' own comparison (`checks.beat_champion`, on live instead of test metri
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,9 +71,9 @@ def compare(
         elif pairs.num_rows:
             gap = pairs["prediction"].to_numpy() - pairs["prediction_challenger"].to_numpy()
             found.mean_abs_difference = float(np.mean(np.abs(gap)))
-        answers = [c for c in answered.column_names if c != "inputs"]  # joins take no structs
-        old_rows = answered.select(answers).join(pairs.select(KEYS), keys=KEYS, join_type="inner")
-        new_rows = shadow
+        keys = pairs.select(KEYS)  # both sides on exactly the records both answered
+        old_rows = _on(answered, keys)
+        new_rows = _on(shadow, keys)
     for role, rows, spec in (("champion", old_rows, old_spec), ("challenger", new_rows, new_spec)):
         found.labelled[role], live, _ = live_metrics(rows, outcomes, spec)
         found.live[role] = live.get(found.metric)
@@ -85,23 +86,40 @@ def compare(
     return found
 
 
-def decide(cfg: RelayConfig, comparison: Comparison, challenger: VersionReport) -> tuple[str, str]:
+def decide(
+    cfg: RelayConfig,
+    comparison: Comparison,
+    challenger: VersionReport,
+    window_alerts: Sequence[GateResult] = (),
+) -> tuple[str, str]:
     """(promote | rollback | hold, why). A failed monitor check rolls the challenger back at
     once; a promotion needs `min_labelled` outcomes on each side and the live margin; with
-    that evidence, a live gain below both zero and the margin rolls it back too."""
+    that evidence, a live gain below both zero and the margin rolls it back too. While the
+    log itself fails a check (drops, refusals), nothing is promoted on its evidence."""
     if challenger.alerts:
         failed = "; ".join(f"{r.gate}: {r.reason}" for r in challenger.alerts)
         return ROLLBACK, f"version {challenger.version} failed monitor check(s): {failed}"
+    if window_alerts:
+        failed = "; ".join(f"{r.gate}: {r.reason}" for r in window_alerts)
+        return HOLD, f"the window's evidence is in doubt: {failed}"
     needed = cfg.serve.rollout.min_labelled or cfg.monitor.min_predictions
     fewest = min(comparison.labelled.values(), default=0)
-    if fewest < needed or comparison.beat is None:
+    if fewest < needed:
         return HOLD, f"{fewest} of {needed} predictions with outcomes on each side: waiting"
+    if comparison.beat is None:
+        return HOLD, f"live {comparison.metric} could not be computed on {fewest} outcomes"
     beat = comparison.beat
     if beat.passed:
         return PROMOTE, beat.reason
     if beat.value is not None and beat.value < min(0.0, beat.threshold):
         return ROLLBACK, beat.reason
     return HOLD, beat.reason
+
+
+def _on(rows: pa.Table, keys: pa.Table) -> pa.Table:
+    """The rows (their answer columns: a join takes no struct) of these keys."""
+    answers = [c for c in rows.column_names if c != "inputs"]
+    return rows.select(answers).join(keys, keys=KEYS, join_type="inner")
 
 
 def _beat_metric(cfg: RelayConfig) -> str | None:

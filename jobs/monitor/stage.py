@@ -62,7 +62,7 @@ def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) 
     alerts = [r.as_dict() for report in reports for r in report.alerts]
     if not dropped.passed:
         alerts.append(dropped.as_dict())
-    answered = window.answered_requests
+    answered = window.answered
     refusals = None
     if held.max_refusal_rate is not None:
         refusals = refusal_check(answered, window.refused, held.max_refusal_rate)
@@ -99,7 +99,9 @@ def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) 
             (new, window.versions[new], specs[new]),
             labels,
         )
-        decision, why = decide(cfg, found, next(r for r in reports if r.version == new))
+        judged = next(r for r in reports if r.version == new)
+        doubts = [c for c in (dropped, refusals) if c is not None and not c.passed]
+        decision, why = decide(cfg, found, judged, doubts)
         summary["rollout"] = {**found.as_dict(), "decision": decision, "reason": why}
     versions = ",".join(str(r.version) for r in reports)
     with tracker.run(f"monitor-{cfg.model.name}", stage="monitor") as run_id:

@@ -12,7 +12,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from cluster.errors import ConfigError
-from serving.inference_log import DROPS_KEY, REFUSED_KEY, filesystem, log_folder, lost
+from serving.inference_log import (
+    ANSWERED_KEY,
+    DROPS_KEY,
+    REFUSED_KEY,
+    filesystem,
+    log_folder,
+    lost,
+)
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 STAMP = "%Y%m%dT%H%M%S%f"  # how a log file's name starts: when it was written
@@ -26,20 +33,12 @@ class Window:
     dropped: int = 0  # records the writers dropped, as the files written in the window say
     lost: int = 0  # records writers killed in the window were given and never wrote
     refused: dict[str, int] = field(default_factory=dict)  # status -> prediction requests
+    answered: int = 0  # prediction requests answered, sampled out of the log or not
     files: int = 0
 
     @property
     def logged(self) -> int:
         return sum(t.num_rows for t in self.versions.values())
-
-    @property
-    def answered_requests(self) -> int:
-        """Prediction requests answered (a shadow's copies are not requests)."""
-        ids: set[str] = set()
-        for table in self.versions.values():
-            answered = table.filter(pc.not_equal(table["role"], "shadow"))
-            ids.update(answered["request_id"].to_pylist())
-        return len(ids)
 
 
 def duration(text: str, where: str = "--since") -> timedelta:
@@ -69,6 +68,7 @@ def read(root: str, model: str, since: datetime, version: int | None = None) -> 
         window.files += 1
         metadata = table.schema.metadata or {}
         window.dropped += json.loads(metadata.get(DROPS_KEY, b"0"))
+        window.answered += json.loads(metadata.get(ANSWERED_KEY, b"0"))
         for status, count in json.loads(metadata.get(REFUSED_KEY, b"{}")).items():
             window.refused[status] = window.refused.get(status, 0) + count
         if table.num_rows == 0:

@@ -47,10 +47,11 @@ def act(cfg: RelayConfig, summary: dict[str, Any], address: str | None) -> dict[
         record = {"decision": decision, "reason": reason, **(found or {})}
         tracker.log_dict(run_id, record, "rollout_decision.json")
         linked = {"relay.decided_by_run": run_id}
+        judged = found["challenger"] if found else None
         if decision == PROMOTE:
-            done["action"] = rollout.promote(cfg, address, tags=linked)
+            done["action"] = rollout.promote(cfg, address, tags=linked, expected=judged)
         elif decision == ROLLBACK:
-            done["action"] = rollout.rollback(cfg, address, tags=linked)
+            done["action"] = rollout.rollback(cfg, address, tags=linked, expected=judged)
         done["run_id"] = run_id
     if found:
         version = str(found["challenger"])

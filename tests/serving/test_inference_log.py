@@ -89,16 +89,22 @@ def test_a_write_that_fails_counts_its_rows_and_the_next_file_reports_them(tmp_p
     folder.write_text("not a folder")
     for number in range(4):
         log.add(SCHEMA, answered(number))
+        log.answer()
     deadline = time.monotonic() + 10
     while sum(drops) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sum(drops) == 4  # counted, not waited on: add() never blocked
+    log.refuse(422)
+    time.sleep(0.3)  # a file of counts alone fails too: it drops no rows, and the writer goes on
     folder.unlink()
     aside.rename(folder)
     log.add(SCHEMA, answered(9, records=2))
+    log.answer()
     log.close()
+    assert 0 not in drops  # Ray's counters refuse 0: the writer thread died on one
     found = window(tmp_path)
     assert (found.logged, found.dropped) == (2, 4)
+    assert (found.answered, found.refused) == (5, {"422": 1})  # kept until written
     files = sorted(p for p in folder.rglob("*.parquet"))
     assert pq.read_table(files[0]).num_rows == 2
 

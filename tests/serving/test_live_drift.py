@@ -3,6 +3,7 @@ feature's score over the latest records, rolling, by the gates' own drift code."
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -61,5 +62,9 @@ def test_the_gauges_follow_the_latest_records_and_only_the_drifted_feature_moves
         assert gauges[("3", "x")] > half > 0.2 and gauges[("3", "c")] < 0.1
         answer(records(400, 0.0, 5))  # the drifted records rolled out
         assert gauges[("3", "x")] < 0.1
+        live.only({4})  # version 3 swapped out: its gauges no longer stand as current
+        assert math.isnan(gauges[("3", "x")]) and math.isnan(gauges[("3", "c")])
+        answer(records(200, 2.0, 6))
+        assert math.isnan(gauges[("3", "x")])  # nor are they scored again
     finally:
         log.close()

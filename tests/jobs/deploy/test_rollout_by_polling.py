@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from unittest import mock
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from cluster.configfile import parse_config
@@ -43,3 +44,29 @@ def test_promote_and_rollback_move_the_aliases_without_ray(tmp_path):
     assert {started["swapped_by"], promoted["swapped_by"]} == {"alias polling"}
     tags = client.get_run(promoted["rollout_run_id"]).data.tags
     assert tags[STAGE_TAG] == "rollout" and tags["relay.decided_by_run"] == "abc"
+
+
+def test_a_decision_does_not_act_on_a_version_it_did_not_judge(tmp_path):
+    """The monitor judged version 2; meanwhile the challenger alias moved to 3: neither a
+    promote nor a rollback of that decision touches the aliases."""
+    from cluster.errors import ServingError
+    from jobs.deploy import rollout
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = {"runtime": {"state_dir": str(tmp_path)}, "tracking": {"uri": uri}}
+    cfg = parse_config(merge(ci_raw(), {**raw, "serve": {"poll_alias_seconds": 2}}))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = cfg.model.name
+    client.create_registered_model(name)
+    (tmp_path / "bundle").mkdir()
+    for _ in range(3):
+        client.create_model_version(name, str(tmp_path / "bundle"), tags={SHA_TAG: "0" * 64})
+    client.set_registered_model_alias(name, "champion", "1")
+    client.set_registered_model_alias(name, "challenger", "3")
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with mock.patch.dict(os.environ, environment, clear=True):
+        for act in (rollout.promote, rollout.rollback):
+            with pytest.raises(ServingError, match="moved to version 3 after the monitor judged"):
+                act(cfg, expected=2)
+    aliases = client.get_registered_model(name).aliases
+    assert (int(aliases["champion"]), int(aliases["challenger"])) == (1, 3)
