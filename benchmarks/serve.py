@@ -17,7 +17,7 @@ median of each round's own off/on ratio (a drift of the machine's speed cancels 
 round), `log.c32_replica_cpu_added` how much more CPU time the replica spends per request at
 c=32 with the log (from /proc: the replica is what saturates, and its CPU time does not move
 with the wall-clock speed), and the log's own cost per record measured in this process. In
-these rounds the replica is pinned to CPU 0 and wrk to CPU 1 (taskset).
+these rounds the replica is pinned to CPU 0 and wrk to CPU 1.
 `--log-only` skips the comparison with bare FastAPI.
 The last line is one JSON object.
 """
@@ -25,6 +25,7 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -118,8 +119,7 @@ def log_cost(
         replica = the_replica()
         # the replica on CPU 0 and wrk on CPU 1, every round: left to the scheduler, unpinned
         # rounds came out bimodal (921-1,091 or 1,533-1,653 req/s, log on or off alike)
-        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(replica)], check=True,
-                       capture_output=True)  # fmt: skip
+        pin(replica, 0)
         c1 = wrk(f"{base}/predict", token, record, 1, seconds, cpu=1)
         began = cpu_seconds(replica)
         c32 = wrk(f"{base}/predict", token, record, 32, seconds, cpu=1)
@@ -167,6 +167,13 @@ def the_replica(timeout: float = 60) -> int:
             raise RuntimeError(f"expected one Serve replica, found {sorted(found)}")
         time.sleep(0.2)
     return found.pop()
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of the process on one CPU (a thread that ends meanwhile is skipped)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(int(task.name), {cpu})
 
 
 def cpu_seconds(pid: int) -> float:

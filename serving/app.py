@@ -243,7 +243,9 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     lambda value, tags: gauge.set(value, tags=tags),
                 )
             if args.log_path:
-                from serving.inference_log import InferenceLog
+                from serving.inference_log import Answered, InferenceLog
+
+                self.answered_type = Answered
 
                 logged = metrics.Counter(
                     "relay_inference_logged", description="Records written to the inference log."
@@ -282,7 +284,9 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     description="Records the challenger did not score in shadow (queue full).",
                 )
                 self.shadow = Shadow(
-                    lambda served, answered: self.inference.add(served.log_schema, answered),
+                    lambda served, answered: self.inference.add(
+                        served.log_schema, answered, request=False
+                    ),
                     QUEUE_REQUESTS,
                     on_dropped=unscored.inc,
                 )
@@ -469,15 +473,13 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             mode, `share` of the logged requests go to the challenger too."""
             if self.inference is None or not inputs:
                 return
-            self.inference.answer()
-            if random.random() >= self.args.log_sample:
+            if self.args.log_sample < 1 and random.random() >= self.args.log_sample:
+                self.inference.answer()  # sampled out: counted all the same
                 return
-            from serving.inference_log import Answered
-
             answered = time.time()
             self.inference.add(
                 served.log_schema,
-                Answered(
+                self.answered_type(  # serving.inference_log.Answered, imported once
                     request_id,
                     answered,
                     served.ref.name,
