@@ -177,14 +177,6 @@ class Rows:
         return pa.Table.from_arrays([columns[n] for n in schema.names], schema=schema)
 
 
-def table_of(schema: pa.Schema, answers: list[Answered]) -> pa.Table:
-    """The rows of these answers (what the writer builds from what was queued)."""
-    rows = Rows(schema)
-    for answered in answers:
-        rows.append(answered)
-    return rows.table()
-
-
 class Tally:
     """A writer's running count of the records handed to it, in a small memory-mapped file.
 

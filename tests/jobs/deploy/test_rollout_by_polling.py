@@ -5,6 +5,8 @@ registry; no Ray is used (none is needed, and none could redeploy a RayService).
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -16,21 +18,34 @@ from cluster.tracking.tracker import STAGE_TAG
 from tests.conftest import ci_raw, merge
 
 
-def test_promote_and_rollback_move_the_aliases_without_ray(tmp_path):
-    from jobs.deploy import rollout
-
+def registry(tmp_path: Path, versions: int) -> tuple[Any, MlflowClient]:
+    """A config whose replicas poll the aliases, and a sqlite registry with `versions`
+    relay-tagged versions of its model (version 1 the champion)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     raw = {"runtime": {"state_dir": str(tmp_path)}, "tracking": {"uri": uri}}
     cfg = parse_config(merge(ci_raw(), {**raw, "serve": {"poll_alias_seconds": 2}}))
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name = cfg.model.name
-    client.create_registered_model(name)
+    client.create_registered_model(cfg.model.name)
     (tmp_path / "bundle").mkdir()
-    for _ in range(2):
-        client.create_model_version(name, str(tmp_path / "bundle"), tags={SHA_TAG: "0" * 64})
-    client.set_registered_model_alias(name, "champion", "1")
+    for _ in range(versions):
+        bundle = str(tmp_path / "bundle")
+        client.create_model_version(cfg.model.name, bundle, tags={SHA_TAG: "0" * 64})
+    client.set_registered_model_alias(cfg.model.name, "champion", "1")
+    return cfg, client
+
+
+def no_ray_address() -> Any:
+    """The environment without RAY_ADDRESS (the test session's Ray is not the endpoint's)."""
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    with mock.patch.dict(os.environ, environment, clear=True):
+    return mock.patch.dict(os.environ, environment, clear=True)
+
+
+def test_promote_and_rollback_move_the_aliases_without_ray(tmp_path):
+    from jobs.deploy import rollout
+
+    cfg, client = registry(tmp_path, versions=2)
+    name = cfg.model.name
+    with no_ray_address():
         started = rollout.start(cfg, version=2)
         promoted = rollout.promote(cfg, tags={"relay.decided_by_run": "abc"})
         client.set_registered_model_alias(name, "challenger", "1")
@@ -52,19 +67,10 @@ def test_a_decision_does_not_act_on_a_version_it_did_not_judge(tmp_path):
     from cluster.errors import ServingError
     from jobs.deploy import rollout
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    raw = {"runtime": {"state_dir": str(tmp_path)}, "tracking": {"uri": uri}}
-    cfg = parse_config(merge(ci_raw(), {**raw, "serve": {"poll_alias_seconds": 2}}))
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    cfg, client = registry(tmp_path, versions=3)
     name = cfg.model.name
-    client.create_registered_model(name)
-    (tmp_path / "bundle").mkdir()
-    for _ in range(3):
-        client.create_model_version(name, str(tmp_path / "bundle"), tags={SHA_TAG: "0" * 64})
-    client.set_registered_model_alias(name, "champion", "1")
     client.set_registered_model_alias(name, "challenger", "3")
-    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    with mock.patch.dict(os.environ, environment, clear=True):
+    with no_ray_address():
         for act in (rollout.promote, rollout.rollback):
             with pytest.raises(ServingError, match="moved to version 3 after the monitor judged"):
                 act(cfg, expected=2)
