@@ -19,7 +19,10 @@ def monitor(
     config: ConfigArg,
     since: Annotated[
         str | None,
-        typer.Option(help="The window: 30m, 24h, 7d, ... (default monitor.since)"),
+        typer.Option(
+            help="The window: 30m, 24h, 7d, ... back from now, or from an ISO-8601 instant "
+            "(default monitor.since)"
+        ),
     ] = None,
     version: Annotated[int | None, typer.Option(help="Only this model version")] = None,
     as_json: Annotated[

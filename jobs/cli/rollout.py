@@ -58,7 +58,11 @@ def rollout_auto(
     config: ConfigArg,
     address: AddressOption = None,
     since: Annotated[
-        str | None, typer.Option(help="The window judged: 30m, 24h, ... (default monitor.since)")
+        str | None,
+        typer.Option(
+            help="The window judged: 30m, 24h, ... back from now, or from an ISO-8601 instant "
+            "(default monitor.since)"
+        ),
     ] = None,
 ) -> None:
     """Run relay monitor, then promote the challenger if it beats the champion on live

@@ -21,7 +21,7 @@ from jobs.metrics import plots
 from jobs.monitor import feedback
 from jobs.monitor.compare import compare, decide
 from jobs.monitor.judge import Limits, VersionReport, drop_check, judge, refusal_check
-from jobs.monitor.window import duration, read
+from jobs.monitor.window import read, start_of
 from serving.launch import inference_log_path
 
 
@@ -46,7 +46,7 @@ def limits(cfg: RelayConfig) -> Limits:
 def run(cfg: RelayConfig, since: str | None = None, version: int | None = None) -> dict[str, Any]:
     """The monitor summary (see `text`); records a `monitor` run."""
     span = since or cfg.monitor.since
-    start = datetime.now(UTC) - duration(span)
+    start = start_of(span, datetime.now(UTC))
     root = inference_log_path(cfg)
     window = read(root, cfg.model.name, start, version)
     held = limits(cfg)

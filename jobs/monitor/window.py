@@ -41,6 +41,25 @@ class Window:
         return sum(t.num_rows for t in self.versions.values())
 
 
+def start_of(text: str, now: datetime) -> datetime:
+    """A window's start from `--since`: a duration back from `now` ('30m', '24h') or an
+    ISO-8601 instant ('2026-12-01T09:00:00Z'; no zone means UTC), for a window that must
+    begin exactly where something else did (a deploy, an incident)."""
+    if text[-1:] in UNITS and text[:-1].replace(".", "", 1).isdigit():
+        return now - duration(text)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since: {text!r} is neither a duration (a number and one of s, m, h, d, w: "
+            "30m, 24h, 7d) nor an ISO-8601 instant (2026-12-01T09:00:00Z)"
+        ) from None
+    instant = instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+    if instant > now:
+        raise ConfigError(f"--since: {text} is in the future (now is {now.isoformat()})")
+    return instant
+
+
 def duration(text: str, where: str = "--since") -> timedelta:
     """'30m', '24h', '7d', ... as a timedelta."""
     number, unit = text[:-1], text[-1:]

@@ -126,6 +126,22 @@ def submit(cluster: dict[str, Any], until: str, overrides: list[str]) -> str:
     return json_output(result, last_line=True)["submission_id"]
 
 
+def while_running(cluster: dict[str, Any], job: str, check: Callable[[], T | None]) -> Callable:
+    """`check`, failing at once (with the job's logs) if the job ends before it is met."""
+    client = Target.resolve(None, cluster["state"]).client()
+    asked = [0.0]
+
+    def checked() -> T | None:
+        found = check()
+        if not found and time.monotonic() - asked[0] > 1.0:
+            asked[0] = time.monotonic()
+            status = describe(client.get_job_info(job))["status"]
+            assert status not in TERMINAL, f"job {status}: {client.get_job_logs(job)[-4000:]}"
+        return found
+
+    return checked
+
+
 def finished(cluster: dict[str, Any], job: str, timeout: float) -> dict[str, Any]:
     client = Target.resolve(None, cluster["state"]).client()
     info = wait_for(
@@ -178,7 +194,8 @@ def test_losing_a_worker_during_etl_gives_the_same_dataset(
     workers = [n for n in cluster["record"]["nodes"] if n["name"] != "head"]
     overrides = [f"data.source.{k}={v}" for k, v in ETL_DATA.items()]
     job = submit(cluster, "etl", overrides)
-    victim = wait_for(lambda: working_on(b"ray::process_file", workers), 120, "an ETL task")
+    on_worker = while_running(cluster, job, lambda: working_on(b"ray::process_file", workers))
+    victim = wait_for(on_worker, 180, "an ETL task on a worker")
     killed = lose(victim)
     lost = victim["node_id"]
     info = finished(cluster, job, timeout=240)
@@ -235,7 +252,12 @@ def test_losing_a_worker_during_tuning_resumes_its_trial_from_a_checkpoint(clust
                 return run  # a checkpoint per reported epoch: there is something to resume
         return None
 
-    victim_run = wait_for(trial_on_worker, 240, "a trial with checkpoints on the worker", 0.2)
+    victim_run = wait_for(
+        while_running(cluster, job, trial_on_worker),
+        240,
+        "a trial with checkpoints on the worker",
+        0.2,
+    )
     killed = lose(worker)
     finished(cluster, job, timeout=300)
     recovered = time.monotonic() - killed
