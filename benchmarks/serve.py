@@ -230,7 +230,9 @@ def against_bare(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="proxy")
+    parser.add_argument(
+        "--ingress", choices=["proxy", "direct", "haproxy"], help="default: the config's"
+    )
     parser.add_argument("--throughput-optimized", action="store_true")
     parser.add_argument("--batch-wait", type=float, default=None, help="batch_wait_timeout_s")
     parser.add_argument("--log-rounds", type=int, default=3, help="log off/on pairs")
@@ -252,8 +254,8 @@ def main() -> None:
             "runtime.state_dir": str(state),
             "tracking.uri": uri,
             "serve.port": port,
-            "serve.ingress": options.ingress,
             "serve.throughput_optimized": options.throughput_optimized,
+            **({} if options.ingress is None else {"serve.ingress": options.ingress}),
             **(
                 {}
                 if options.batch_wait is None

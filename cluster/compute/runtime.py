@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from cluster import interrupts
-from cluster.compute.serveflags import serve_flags
+from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_ports, serve_flags
 from cluster.config import RuntimeConfig, ServeConfig
 from cluster.errors import ClusterUnreachableError
 
@@ -93,6 +93,8 @@ def ray_session(
             # A private cluster: never attach to whatever /tmp/ray/ray_current_cluster names.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             flags = serve_flags(serve) if serve else {}
+            if flags.get(HAPROXY_FLAG) == "1":
+                flags |= haproxy_ports()
             if serve and serve.ingress != "proxy" and DRAIN_ENV not in os.environ:
                 # Serve holds a replaced or stopped direct-ingress replica for 30 s so an
                 # external load balancer can deregister it; none sits in front of a private

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 
+from cluster.compute.ports import free_port
 from cluster.config import ServeConfig
 from cluster.errors import ConfigError
 
 # The default (20000) is above this kind of host's file-descriptor limit: HAProxy won't start.
 HAPROXY_MAXCONN = "4000"
+HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
 def serve_flags(serve: ServeConfig, here: bool = True) -> dict[str, str]:
@@ -30,13 +32,27 @@ def serve_flags(serve: ServeConfig, here: bool = True) -> dict[str, str]:
     flags["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0" if serve.ingress == "proxy" else "1"
     if serve.ingress == "haproxy":
         flags |= {
-            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            HAPROXY_FLAG: "1",
             "RAY_SERVE_HAPROXY_MAXCONN": HAPROXY_MAXCONN,
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",  # its scrape loop cost latency at c=1
         }
         if here:
             haproxy_binary()  # refuse now, not in a replica's log later
     return flags
+
+
+def haproxy_ports(worker: bool = False) -> dict[str, str]:
+    """Ports of its own for one node's HAProxy, for a Ray that shares the machine with others
+    (relay's embedded Ray beside another, the nodes of `relay cluster up`): Serve's fixed
+    defaults (stats 8404, metrics 9101, both on all interfaces; a worker node's proxy on the
+    head's HTTP port) let only the first HAProxy on a machine start."""
+    ports = {
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
+    }
+    if worker:
+        ports["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(free_port("0.0.0.0"))
+    return ports
 
 
 def haproxy_binary() -> str:

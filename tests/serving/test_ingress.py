@@ -1,7 +1,7 @@
-"""The endpoint's contract under the other Serve ingresses: `direct` and `haproxy`.
+"""The endpoint's contract under the other Serve ingresses: `proxy` and `direct`.
 
 Serve reads its ingress flags once, when its processes start, so each case is a `relay run
---serve` subprocess with its own embedded Ray (the session's Ray runs the default `proxy`,
+--serve` subprocess with its own embedded Ray (the session's Ray runs the default `haproxy`,
 which tests/jobs/pipeline/test_pipeline.py covers). Same routes, same auth, same 4xx, same answers.
 """
 
@@ -41,7 +41,7 @@ def summary_line(process: subprocess.Popen, timeout: float) -> dict[str, Any]:
     raise AssertionError(f"no summary within {timeout} s")
 
 
-@pytest.mark.parametrize("ingress", ["direct", "haproxy"])
+@pytest.mark.parametrize("ingress", ["proxy", "direct"])
 def test_the_endpoint_contract_holds_under_each_ingress(tmp_path: Path, ingress: str) -> None:
     before = ray_dirs_in_use()
     config = write_config(
@@ -105,4 +105,4 @@ def test_the_endpoint_contract_holds_under_each_ingress(tmp_path: Path, ingress:
             raise
     assert code == 0, (tmp_path / "relay.log").read_text()[-3000:]
     assert ray_dirs_in_use() <= before  # nothing of the run is left running
-    assert not in_session(process.pid)  # haproxy neither (its command line names no Ray dir)
+    assert not in_session(process.pid)  # nothing it started in a group of its own either

@@ -6,27 +6,47 @@ import os
 
 import pytest
 
-from cluster.compute.serveflags import haproxy_binary, serve_flags
+from cluster.compute.serveflags import haproxy_binary, haproxy_ports, serve_flags
 from cluster.config import ServeConfig
 from cluster.errors import ConfigError
 
 
-def test_proxy_is_the_default_and_keeps_the_preset_off_direct_ingress():
+def test_haproxy_is_the_default_in_front_of_direct_ingress():
     assert serve_flags(ServeConfig()) == {
-        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_HAPROXY_MAXCONN": "4000",  # 20000 exceeds the fd limit here
+        "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2.0",  # a dead proxy is replaced in ~7 s
     }
-    preset = serve_flags(ServeConfig(throughput_optimized=True))
+
+
+def test_proxy_keeps_the_preset_off_direct_ingress_and_direct_turns_it_on():
+    proxy = ServeConfig(ingress="proxy")
+    assert serve_flags(proxy)["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in serve_flags(proxy)
+    preset = serve_flags(ServeConfig(ingress="proxy", throughput_optimized=True))
     assert preset["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert preset["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
+    direct = serve_flags(ServeConfig(ingress="direct"))
+    assert direct["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in direct
 
 
-def test_direct_and_haproxy_ingress():
-    assert serve_flags(ServeConfig(ingress="direct"))["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
-    flags = serve_flags(ServeConfig(ingress="haproxy"))
-    assert flags["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
-    assert flags["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
-    assert flags["RAY_SERVE_HAPROXY_MAXCONN"] == "4000"  # 20000 exceeds the fd limit here
+def test_each_haproxy_on_a_machine_gets_ports_of_its_own():
+    """Serve's fixed stats/metrics ports (and a worker node's HTTP port, the head's) would let
+    only the first HAProxy of the machine bind."""
+    head, other, worker = haproxy_ports(), haproxy_ports(), haproxy_ports(worker=True)
+    assert set(head) == {"RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"}
+    assert set(worker) == set(head) | {"RAY_SERVE_WORKER_PROXY_HTTP_PORT"}
+    ports = [*head.values(), *other.values(), *worker.values()]
+    assert len(set(ports)) == len(ports) and "8404" not in ports and "9101" not in ports
+
+
+def test_auth_none_is_refused_in_front_of_replicas_open_on_all_interfaces():
+    with pytest.raises(ValueError, match="auth none with ingress haproxy"):
+        ServeConfig(auth="none")
+    assert ServeConfig(auth="none", ingress="direct").auth == "none"
 
 
 def test_haproxy_found_as_serve_finds_it():

@@ -167,7 +167,11 @@ def test_every_ray_container_gets_the_configs_serve_flags(tmp_path: Path) -> Non
     for kind, env in groups:
         assert env.items() >= wanted.items(), (kind, env)
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"  # the base's env is kept
-    for _, env in ray_groups(rendered(tmp_path / "default", "cpu")):
+    for _, env in ray_groups(rendered(tmp_path / "default", "cpu")):  # the default: HAProxy
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        assert "RAY_SERVE_HAPROXY_STATS_PORT" not in env  # a pod has its own ports
+    proxy = merge(ci_raw(), {"serve": {"ingress": "proxy"}})
+    for _, env in ray_groups(rendered(tmp_path / "proxy", "cpu", proxy)):
         assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
         assert "RAY_SERVE_ENABLE_HA_PROXY" not in env
 
@@ -181,7 +185,11 @@ def test_rendered_manifests_pass_the_strict_validator_and_policy(tmp_path: Path)
 @pytest.mark.parametrize(
     ("override", "overlay", "message"),
     [
-        ({"serve": {"auth": "none"}}, "cpu", "serve.auth none is not allowed on Kubernetes"),
+        (
+            {"serve": {"auth": "none", "ingress": "proxy"}},
+            "cpu",
+            "serve.auth none is not allowed on Kubernetes",
+        ),
         ({"tracking": {"uri": "sqlite:///x.db"}}, "cpu", "is not reachable from pods"),
         ({}, "tpu", "unknown overlay 'tpu'"),
     ],
