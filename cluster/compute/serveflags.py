@@ -25,14 +25,17 @@ def serve_flags(serve: ServeConfig, here: bool = True) -> dict[str, str]:
 
     `here`: Serve will run on this machine, so an HAProxy must be found on it now (not for
     manifests, whose image brings its own)."""
-    flags = {"RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": str(serve.proxy_health_check_s)}
-    if serve.throughput_optimized:
-        flags["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
-    # the preset turns direct ingress on by itself: `ingress` decides
-    flags["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0" if serve.ingress == "proxy" else "1"
+    # Each switch is set either way: a Ray started from an environment that already holds one
+    # (a process under another relay run's embedded Ray) must not inherit it.
+    flags = {
+        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": str(serve.proxy_health_check_s),
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if serve.throughput_optimized else "0",
+        # the preset turns direct ingress on by itself: `ingress` decides
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0" if serve.ingress == "proxy" else "1",
+        HAPROXY_FLAG: "1" if serve.ingress == "haproxy" else "0",
+    }
     if serve.ingress == "haproxy":
         flags |= {
-            HAPROXY_FLAG: "1",
             "RAY_SERVE_HAPROXY_MAXCONN": HAPROXY_MAXCONN,
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",  # its scrape loop cost latency at c=1
         }

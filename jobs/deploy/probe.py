@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.error
 from typing import TYPE_CHECKING, Any
 
 from cluster.config import RelayConfig
@@ -30,13 +31,22 @@ def served_challenger(cfg: RelayConfig, client: Any) -> int | None:
 def wait_for_version(
     endpoint: str, version: int, challenger: int | None = None, timeout: float = 60.0
 ) -> None:
-    """Until the health route says `version` (and `challenger`): swaps go replica by replica."""
+    """Until the health route says `version` (and `challenger`): swaps go replica by replica.
+    A replica being replaced answers nothing meanwhile (HAProxy: a 500 while it has no live
+    replica, a 404 while it has no routes yet), so those count as not yet."""
     deadline = time.monotonic() + timeout
     while True:
-        health = get_json(f"{endpoint}/healthz")
-        served = health["model_version"]
-        if served == version and health["challenger_version"] == challenger:
-            return
+        try:
+            health = get_json(f"{endpoint}/healthz")
+            served = health["model_version"]
+            if served == version and health["challenger_version"] == challenger:
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 and exc.code != 404:
+                raise
+            served = f"nothing (HTTP {exc.code})"
+        except OSError as exc:  # refused: the ingress itself is being replaced
+            served = f"nothing ({exc})"
         if time.monotonic() > deadline:
             raise ServingError(f"endpoint serves version {served}, expected {version}")
         time.sleep(0.5)

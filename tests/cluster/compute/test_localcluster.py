@@ -143,10 +143,14 @@ def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
     token = Path(status["token_path"])
     assert token.stat().st_mode & 0o777 == 0o600
     assert status["dashboard_url"].startswith("http://127.0.0.1:")
+    stats = set()
     for node in status["nodes"]:  # the environment each `ray start` (and its children) got
-        environ = Path(f"/proc/{node['pid']}/environ").read_bytes().split(b"\0")
-        assert b"RAY_SERVE_ENABLE_DIRECT_INGRESS=0" in environ
-        assert b"RAY_AUTH_MODE=token" in environ
+        raw = Path(f"/proc/{node['pid']}/environ").read_bytes().split(b"\0")
+        environ = dict(e.decode().split("=", 1) for e in raw if b"=" in e)
+        assert environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and environ["RAY_AUTH_MODE"] == "token"
+        stats.add(environ["RAY_SERVE_HAPROXY_STATS_PORT"])  # one machine: a port per HAProxy
+        assert ("RAY_SERVE_WORKER_PROXY_HTTP_PORT" in environ) == (node["name"] != "head")
+    assert len(stats) == 2
 
 
 def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The ports a local cluster gives its nodes' components are distinct (no Ray needed)."""
+"""The ports relay gives the processes it starts (a node's components, an HAProxy) are
+distinct (no Ray needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster.compute import localcluster
+from cluster.compute import ports
 
 
 class Kernel:
@@ -34,8 +35,7 @@ class Kernel:
 
 
 def test_a_port_handed_out_once_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(localcluster, "_HANDED_OUT", set(), raising=False)
+    monkeypatch.setattr(ports, "_HANDED_OUT", set())
     kernel = Kernel(iter([41000, 41000, 41000, 41001, 41002]))
-    monkeypatch.setattr(localcluster.socket, "socket", kernel)
-    ports = [localcluster._free_port() for _ in range(3)]
-    assert ports == [41000, 41001, 41002]
+    monkeypatch.setattr(ports.socket, "socket", kernel)
+    assert [ports.free_port() for _ in range(3)] == [41000, 41001, 41002]

@@ -15,6 +15,7 @@ def test_haproxy_is_the_default_in_front_of_direct_ingress():
     assert serve_flags(ServeConfig()) == {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
         "RAY_SERVE_HAPROXY_MAXCONN": "4000",  # 20000 exceeds the fd limit here
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2.0",  # a dead proxy is replaced in ~7 s
@@ -24,13 +25,13 @@ def test_haproxy_is_the_default_in_front_of_direct_ingress():
 def test_proxy_keeps_the_preset_off_direct_ingress_and_direct_turns_it_on():
     proxy = ServeConfig(ingress="proxy")
     assert serve_flags(proxy)["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
-    assert "RAY_SERVE_ENABLE_HA_PROXY" not in serve_flags(proxy)
+    assert serve_flags(proxy)["RAY_SERVE_ENABLE_HA_PROXY"] == "0"  # also when inherited as 1
     preset = serve_flags(ServeConfig(ingress="proxy", throughput_optimized=True))
     assert preset["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert preset["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
     direct = serve_flags(ServeConfig(ingress="direct"))
     assert direct["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
-    assert "RAY_SERVE_ENABLE_HA_PROXY" not in direct
+    assert direct["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
 
 
 def test_each_haproxy_on_a_machine_gets_ports_of_its_own():

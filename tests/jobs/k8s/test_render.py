@@ -173,7 +173,7 @@ def test_every_ray_container_gets_the_configs_serve_flags(tmp_path: Path) -> Non
     proxy = merge(ci_raw(), {"serve": {"ingress": "proxy"}})
     for _, env in ray_groups(rendered(tmp_path / "proxy", "cpu", proxy)):
         assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "0"
-        assert "RAY_SERVE_ENABLE_HA_PROXY" not in env
+        assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
 
 
 def test_rendered_manifests_pass_the_strict_validator_and_policy(tmp_path: Path) -> None:
