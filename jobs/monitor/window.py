@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,8 +46,10 @@ def start_of(text: str, now: datetime) -> datetime:
     """A window's start from `--since`: a duration back from `now` ('30m', '24h') or an
     ISO-8601 instant ('2026-12-01T09:00:00Z'; no zone means UTC), for a window that must
     begin exactly where something else did (a deploy, an incident)."""
-    if text[-1:] in UNITS and text[:-1].replace(".", "", 1).isdigit():
-        return now - duration(text)
+    number, unit = text[:-1], text[-1:]
+    if unit in UNITS:
+        with contextlib.suppress(ValueError):
+            return now - timedelta(seconds=float(number) * UNITS[unit])
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
@@ -58,19 +61,6 @@ def start_of(text: str, now: datetime) -> datetime:
     if instant > now:
         raise ConfigError(f"--since: {text} is in the future (now is {now.isoformat()})")
     return instant
-
-
-def duration(text: str, where: str = "--since") -> timedelta:
-    """'30m', '24h', '7d', ... as a timedelta."""
-    number, unit = text[:-1], text[-1:]
-    try:
-        seconds = float(number) * UNITS[unit]
-    except (KeyError, ValueError):
-        raise ConfigError(
-            f"{where}: {text!r} is not a duration; write a number and one of s, m, h, d, w "
-            "(e.g. 30m, 24h, 7d)"
-        ) from None
-    return timedelta(seconds=seconds)
 
 
 def read(root: str, model: str, since: datetime, version: int | None = None) -> Window:

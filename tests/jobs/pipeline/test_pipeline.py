@@ -705,7 +705,8 @@ assert ServeConfig().ingress == "haproxy"  # what the session's Ray runs (tests/
 def test_losing_serves_controller_or_proxy_under_load_recovers_alone(run, title):
     """SIGKILL Serve's controller (replicas keep serving) or its HTTP proxy (the port goes
     dark until the controller starts a new one): Serve recovers without intervention, plain
-    requests fail at most with connection errors or 5xx, the retrying client not at all.
+    requests fail at most with connection errors, 5xx or the new ingress's 404 before it has
+    its routes, the retrying client not at all.
     """
     endpoint = run["summary"]["endpoint"]
     deadline = time.monotonic() + 30
