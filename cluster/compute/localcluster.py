@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.compute.ports import free_port
-from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_ports
+from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_env
 from cluster.errors import ClusterUnreachableError, ConfigError
 from cluster.processes import group_alive, kill, pids_mentioning, stop_groups
 from cluster.secrets import ensure_secret_file
@@ -253,8 +253,8 @@ def _start_node(
         f"--runtime-env-agent-port={free_port(HOST)}",
         "--disable-usage-stats",
     ]
-    if env.get(HAPROXY_FLAG) == "1":  # nodes of one machine: each HAProxy its own ports
-        env = {**env, **haproxy_ports(worker=name != "head")}
+    if env.get(HAPROXY_FLAG) == "1":  # nodes of one machine: each HAProxy its own ports, files
+        env = {**env, **haproxy_env(temp_dir, worker=name != "head")}
     log = root / f"{name}.log"
     with log.open("ab") as handle:
         process = subprocess.Popen(

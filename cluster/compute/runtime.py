@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from cluster import interrupts
-from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_ports, serve_flags
+from cluster.compute.serveflags import HAPROXY_FLAG, haproxy_env, serve_flags
 from cluster.config import RuntimeConfig, ServeConfig
 from cluster.errors import ClusterUnreachableError
 
@@ -93,8 +93,9 @@ def ray_session(
             # A private cluster: never attach to whatever /tmp/ray/ray_current_cluster names.
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             flags = serve_flags(serve) if serve else {}
+            temp_dir = tempfile.mkdtemp(prefix="relay-ray-")
             if flags.get(HAPROXY_FLAG) == "1":
-                flags |= haproxy_ports()
+                flags |= haproxy_env(temp_dir)
             if serve and serve.ingress != "proxy" and DRAIN_ENV not in os.environ:
                 # Serve holds a replaced or stopped direct-ingress replica for 30 s so an
                 # external load balancer can deregister it; none sits in front of a private
@@ -102,7 +103,6 @@ def ray_session(
                 flags[DRAIN_ENV] = EMBEDDED_DRAIN_S
             saved = {key: os.environ.get(key) for key in flags}
             os.environ.update(flags)  # raylet, and through it every worker, inherits them
-            temp_dir = tempfile.mkdtemp(prefix="relay-ray-")
             ray.init(
                 address="local",
                 num_cpus=cfg.num_cpus,

@@ -44,18 +44,29 @@ def serve_flags(serve: ServeConfig, here: bool = True) -> dict[str, str]:
     return flags
 
 
-def haproxy_ports(worker: bool = False) -> dict[str, str]:
-    """Ports of its own for one node's HAProxy, for a Ray that shares the machine with others
-    (relay's embedded Ray beside another, the nodes of `relay cluster up`): Serve's fixed
-    defaults (stats 8404, metrics 9101, both on all interfaces; a worker node's proxy on the
-    head's HTTP port) let only the first HAProxy on a machine start."""
-    ports = {
+def haproxy_env(temp_dir: str, worker: bool = False) -> dict[str, str]:
+    """Ports and files of its own for one node's HAProxy, for a Ray that shares the machine with
+    others (relay's embedded Ray beside another, the nodes of `relay cluster up`).
+
+    Serve's fixed defaults (stats 8404, metrics 9101, both on all interfaces; a worker node's
+    proxy on the head's HTTP port) let only the first HAProxy on a machine start. Its files
+    (config, admin and metrics sockets, server state) go under the node's own `temp_dir`, not
+    the machine-wide /tmp/haproxy-serve: the HAProxy's command line then names that dir, so
+    stopping the node finds it (`localcluster.down`), and removing the dir removes them.
+    """
+    files = os.path.join(temp_dir, "hap")  # short: socket paths are limited to ~107 bytes
+    env = {
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(files, "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(files, "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": os.path.join(files, "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": files,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(files, "server-state"),
     }
     if worker:
-        ports["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(free_port("0.0.0.0"))
-    return ports
+        env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(free_port("0.0.0.0"))
+    return env
 
 
 def haproxy_binary() -> str:

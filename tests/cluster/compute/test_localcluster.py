@@ -371,33 +371,63 @@ def test_the_readmes_ray_job_submit_works_and_a_job_keeps_no_record_in_its_worki
         assert words in logs, logs[-3000:]
 
 
+SERVE_APP = """
+from ray import serve
+
+@serve.deployment
+class Hello:
+    async def __call__(self, request) -> str:
+        return "hello"
+
+serve.start(http_options={{"host": "127.0.0.1", "port": {port}}})
+serve.run(Hello.bind(), name="hello", route_prefix="/hello")
+print("deployed")
+"""
+
+
 def test_cluster_down_leaves_no_process_behind(tmp_path):
-    """A cluster of its own (head + 1 worker, a job run on it first), so the module's stays up
-    for the other tests whatever their order."""
+    """A cluster of its own (head + 1 worker on HAProxy ingress, a job and a Serve app run on
+    it first), so the module's stays up for the other tests whatever their order. Serve's
+    HAProxy is not in a node's process group: `down` finds it by the node's temp dir."""
     from cluster.compute.submit import Target
 
     state = str(tmp_path / "state")
-    record = localcluster.up(state, workers=1)
+    record = localcluster.up(state, workers=1, extra_env=serve_flags(ServeConfig()))
     try:
         client = Target.resolve(None, state).client()
         code = "import ray; ray.init(); print(ray.get(ray.remote(lambda: 41).remote()) + 1)"
-        job = client.submit_job(entrypoint=f'python -c "{code}"')
-        deadline = time.monotonic() + 120
-        while not client.get_job_status(job).is_terminal() and time.monotonic() < deadline:
+        script = tmp_path / "serve_app.py"
+        script.write_text(SERVE_APP.format(port=free_port()))
+        jobs = [client.submit_job(entrypoint=f'python -c "{code}"')]
+        jobs.append(client.submit_job(entrypoint=f"python {script}"))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not all(
+            client.get_job_status(job).is_terminal() for job in jobs
+        ):
             time.sleep(0.5)
-        assert "42" in client.get_job_logs(job)
+        assert "42" in client.get_job_logs(jobs[0])
+        assert "deployed" in client.get_job_logs(jobs[1]), client.get_job_logs(jobs[1])
         pids = [n["pid"] for n in record["nodes"]]
         markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
+        node_ids = [n["node_id"] for n in localcluster.alive_nodes(record)]
+        haproxy = [pid for m in markers for pid in pids_mentioning(m) if is_haproxy(pid)]
+        assert haproxy, "Serve's HAProxy should run under a node's temp dir"
         result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", state])
     finally:
         if localcluster.recorded(state):
             localcluster.down(state)
     assert result.exit_code == 0, result.output
     assert sorted(json_output(result)["stopped"]) == sorted(pids)
-    assert not [p for p in pids if Path(f"/proc/{p}").exists()]
-    assert not [pid for m in markers for pid in pids_mentioning(m)]
+    assert not [p for p in pids + haproxy if Path(f"/proc/{p}").exists()]
+    assert not [pid for m in markers + node_ids for pid in pids_mentioning(m)]
     assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])
     assert localcluster.status(state) is None
+
+
+def is_haproxy(pid: int) -> bool:
+    with suppress(OSError):
+        return b"haproxy.cfg" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp_path):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cluster.compute.serveflags import haproxy_binary, haproxy_ports, serve_flags
+from cluster.compute.serveflags import haproxy_binary, haproxy_env, serve_flags
 from cluster.config import ServeConfig
 from cluster.errors import ConfigError
 
@@ -34,14 +34,17 @@ def test_proxy_keeps_the_preset_off_direct_ingress_and_direct_turns_it_on():
     assert direct["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
 
 
-def test_each_haproxy_on_a_machine_gets_ports_of_its_own():
+def test_each_haproxy_on_a_machine_gets_ports_and_files_of_its_own(tmp_path):
     """Serve's fixed stats/metrics ports (and a worker node's HTTP port, the head's) would let
-    only the first HAProxy of the machine bind."""
-    head, other, worker = haproxy_ports(), haproxy_ports(), haproxy_ports(worker=True)
-    assert set(head) == {"RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"}
+    only the first HAProxy of the machine bind; its files go under the node's temp dir."""
+    head = haproxy_env(str(tmp_path / "a"))
+    other = haproxy_env(str(tmp_path / "b"))
+    worker = haproxy_env(str(tmp_path / "c"), worker=True)
     assert set(worker) == set(head) | {"RAY_SERVE_WORKER_PROXY_HTTP_PORT"}
-    ports = [*head.values(), *other.values(), *worker.values()]
-    assert len(set(ports)) == len(ports) and "8404" not in ports and "9101" not in ports
+    ports = [v for env in (head, other, worker) for k, v in env.items() if k.endswith("PORT")]
+    assert len(set(ports)) == len(ports) == 7 and "8404" not in ports and "9101" not in ports
+    files = [v for k, v in head.items() if not k.endswith("PORT")]
+    assert len(files) == 5 and all(f.startswith(str(tmp_path / "a" / "hap")) for f in files)
 
 
 def test_auth_none_is_refused_in_front_of_replicas_open_on_all_interfaces():
