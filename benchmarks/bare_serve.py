@@ -1,12 +1,13 @@
 """The baseline for benchmarks/serve.py: the same model and transform on bare FastAPI + uvicorn.
 
 Same validation (the generated request model), same Predictor, same bearer-token check;
-no Ray, no batching, one uvicorn worker.
-Usage: python benchmarks/bare_serve.py TRACKING_URI MODEL_NAME PORT TOKEN_FILE
+no Ray, no batching, WORKERS uvicorn worker processes (default 1).
+Usage: python benchmarks/bare_serve.py TRACKING_URI MODEL_NAME PORT TOKEN_FILE [WORKERS]
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the route annotations, which
 # are imported inside make_app.
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,28 @@ def make_app(tracking_uri: str, model_name: str, token_file: str) -> Any:
     return app
 
 
-if __name__ == "__main__":
+def from_env() -> Any:
+    """The app factory each of several uvicorn workers calls (they import it by name)."""
     import torch
-    import uvicorn
 
     torch.set_num_threads(1)  # as in a Ray replica (OMP_NUM_THREADS=1)
+    return make_app(*os.environ["RELAY_BARE_ARGS"].split("\0"))
+
+
+if __name__ == "__main__":
+    import uvicorn
+
     uri, name, port, token_file = sys.argv[1:5]
+    workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    os.environ["RELAY_BARE_ARGS"] = "\0".join((uri, name, token_file))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))
+    )
     uvicorn.run(
-        make_app(uri, name, token_file), host="127.0.0.1", port=int(port), log_level="warning"
+        "benchmarks.bare_serve:from_env",
+        factory=True,
+        workers=workers,
+        host="127.0.0.1",
+        port=int(port),
+        log_level="warning",
     )

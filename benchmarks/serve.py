@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/serve.py [--seconds 10] [--ingress proxy|direct|haproxy]
            [--throughput-optimized] [--batch-wait S] [--log-rounds 3] [--log-only]
+           [--replicas N]
            (needs wrk: apt-get install wrk)
 Trains the CI pipeline's model into a temporary store, serves it with relay (Ray Serve,
 batching, auth: exactly what `relay run` deploys) and with benchmarks/bare_serve.py (one
@@ -19,6 +20,8 @@ c=32 with the log (from /proc: the replica is what saturates, and its CPU time d
 with the wall-clock speed), and the log's own cost per record measured in this process. In
 these rounds the replica is pinned to CPU 0 and wrk to CPU 1.
 `--log-only` skips the comparison with bare FastAPI.
+`--replicas N` compares at equal CPU: N relay replicas against N uvicorn workers (then no
+log rounds: they measure one replica).
 The last line is one JSON object.
 """
 
@@ -237,6 +240,7 @@ def main() -> None:
     parser.add_argument("--batch-wait", type=float, default=None, help="batch_wait_timeout_s")
     parser.add_argument("--log-rounds", type=int, default=3, help="log off/on pairs")
     parser.add_argument("--log-only", action="store_true", help="only the log's cost")
+    parser.add_argument("--replicas", type=int, default=1, help="and as many bare workers")
     options = parser.parse_args()
     seconds = options.seconds
     from ray import serve
@@ -255,6 +259,7 @@ def main() -> None:
             "tracking.uri": uri,
             "serve.port": port,
             "serve.throughput_optimized": options.throughput_optimized,
+            "serve.num_replicas": options.replicas,
             **({} if options.ingress is None else {"serve.ingress": options.ingress}),
             **(
                 {}
@@ -273,7 +278,7 @@ def main() -> None:
             record = summary["prediction"]["request"]
             bare = subprocess.Popen(
                 [sys.executable, str(ROOT / "benchmarks" / "bare_serve.py"), uri,
-                 cfg.model.name, str(bare_port), summary["token_file"]],
+                 cfg.model.name, str(bare_port), summary["token_file"], str(options.replicas)],
             )  # fmt: skip
             base = {"relay": summary["endpoint"], "bare": f"http://127.0.0.1:{bare_port}/predict"}
             wait_ready(f"http://127.0.0.1:{bare_port}/docs")
@@ -291,8 +296,10 @@ def main() -> None:
                 }
             if not options.log_only:
                 results |= against_bare(base, token, record, seconds, results)
-            results["log"] = log_cost(cfg, summary, token, record, seconds, options.log_rounds)
+            if options.replicas == 1:
+                results["log"] = log_cost(cfg, summary, token, record, seconds, options.log_rounds)
             results["serve"] = {
+                "replicas": options.replicas,
                 "ingress": cfg.serve.ingress,
                 "throughput_optimized": cfg.serve.throughput_optimized,
                 "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,

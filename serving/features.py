@@ -63,31 +63,56 @@ def encode(spec: dict[str, Any], table: pa.Table) -> np.ndarray:
     return _assemble(spec, table.num_rows, lambda f: _as_float(selected(table, f)), codes)
 
 
-def encode_records(spec: dict[str, Any], records: Sequence[dict[str, Any]]) -> np.ndarray:
-    """`encode` for records (dicts) as a request carries them, without an Arrow table.
+class RecordEncoder:
+    """`encode` for records (dicts) as a request carries them, without an Arrow table; its
+    work per feature (column order, offsets, vocabulary lookups, scaling) compiled once from
+    the spec, so one request pays only for its values: rebuilding that per request cost ~70 us
+    for a single record, more than the model.
 
     A timestamp arrives as the column's format has it (text, or an epoch number) and is parsed
     by the same code as ETL's; only those columns become (one-column) Arrow arrays.
     """
-    stamps: dict[str, pa.Table] = {}
 
-    def numeric(f: dict[str, Any]) -> np.ndarray:
-        if "part" in f:
-            name = f["column"]
-            if name not in stamps:
-                raw = pa.array([r.get(name) for r in records])
-                stamps[name] = pa.table({name: parse(raw, ColumnType.timestamp, f["format"])[0]})
-            return _as_float(selected(stamps[name], f))
-        # float64 like the table path; None -> NaN, bool -> 0/1
-        return np.array([r.get(f["name"]) for r in records], dtype=np.float64)
+    def __init__(self, spec: dict[str, Any]):
+        numeric = spec["numeric"]
+        self.plain = [(i, f["name"]) for i, f in enumerate(numeric) if "part" not in f]
+        self.parts = [(i, f) for i, f in enumerate(numeric) if "part" in f]
+        self.mean = np.array([f["mean"] for f in numeric], dtype=np.float64)
+        self.std = np.array([f["std"] for f in numeric], dtype=np.float64)
+        self.categorical: list[tuple[str, dict[str, int], int]] = []  # name, columns, other
+        offset = len(numeric)
+        for f in spec["categorical"]:
+            index = {value: offset + i for i, value in enumerate(f["vocab"])}
+            other = fallback(f)
+            self.categorical.append((f["name"], index, offset + other if other >= 0 else -1))
+            offset += len(f["vocab"])
+        self.width = offset
 
-    def codes(f: dict[str, Any]) -> np.ndarray:
-        index = {value: i for i, value in enumerate(f["vocab"])}
-        other = fallback(f)
-        values = (r.get(f["name"]) for r in records)
-        return np.array([-1 if v is None else index.get(str(v), other) for v in values])
-
-    return _assemble(spec, len(records), numeric, codes)
+    def __call__(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
+        rows = len(records)
+        out = np.zeros((rows, self.width), dtype=np.float32)
+        if self.mean.size:
+            # float64 like the table path; None -> NaN, bool -> 0/1
+            raw = np.empty((rows, self.mean.size), dtype=np.float64)
+            for i, name in self.plain:  # a column at a time: ~2x one nested list's speed
+                raw[:, i] = np.array([r.get(name) for r in records], dtype=np.float64)
+            stamps: dict[str, pa.Table] = {}
+            for i, f in self.parts:
+                name = f["column"]
+                if name not in stamps:
+                    values = pa.array([r.get(name) for r in records])
+                    parsed = parse(values, ColumnType.timestamp, f["format"])[0]
+                    stamps[name] = pa.table({name: parsed})
+                raw[:, i] = _as_float(selected(stamps[name], f))
+            out[:, : self.mean.size] = np.nan_to_num((raw - self.mean) / self.std, nan=0.0)
+        for name, index, other in self.categorical:
+            values = [record.get(name) for record in records]
+            columns = np.array(
+                [-1 if v is None else index.get(str(v), other) for v in values], dtype=np.intp
+            )
+            known = columns >= 0
+            out[np.nonzero(known)[0], columns[known]] = 1.0
+        return out
 
 
 def _assemble(

@@ -25,6 +25,7 @@ from cluster.secrets import ensure_secret_file
 RECORD = "server.json"
 CREDENTIALS = "credentials"
 ADMIN = "admin"
+AUTH_CACHE_SECONDS = 60
 
 
 def folder(state_dir: str) -> Path:
@@ -115,7 +116,13 @@ def down(state_dir: str) -> dict[str, Any]:
 
 def _basic_auth(root: Path) -> dict[str, str]:
     """MLflow's basic-auth app: the admin password and the session secret reach the server
-    in its environment (never on its command line); the config holds neither."""
+    in its environment (never on its command line); the config holds neither.
+
+    Its credential cache is on (MLflow's default is off): without it each request re-checks
+    the password hash, a key derivation slow by design, and a run of the CI pipeline over
+    the server took 149 s instead of 23. The cache lives in the server's one worker, which
+    also handles any password change through the API, so such a change applies at once;
+    one made behind its back (SQL on auth.db) applies within AUTH_CACHE_SECONDS."""
     credentials = ensure_secret_file(root / CREDENTIALS, prefix=f"{ADMIN}:")
     config = root / "basic_auth.ini"
     config.write_text(
@@ -124,6 +131,7 @@ def _basic_auth(root: Path) -> dict[str, str]:
         f"database_uri = sqlite:///{root / 'auth.db'}\n"
         f"admin_username = {ADMIN}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from serving.features import OTHER, encode, encode_records
+from serving.features import OTHER, RecordEncoder, encode
 from serving.schema import request_model
 from serving.values import render
 
@@ -47,13 +47,13 @@ def as_table(records: list[dict]) -> pa.Table:
 @settings(max_examples=200, deadline=None)
 @given(records=RECORDS)
 def test_records_encode_exactly_like_a_table(records):
-    from_records = encode_records(SPEC, records)
+    from_records = RecordEncoder(SPEC)(records)
     assert from_records.dtype == np.float32 and from_records.shape == (len(records), 7)
     np.testing.assert_array_equal(from_records, encode(SPEC, as_table(records)))
 
 
 def test_nulls_take_the_mean_and_unknown_categories_no_column():
-    (row,) = encode_records(SPEC, [{"age": None, "income": 70_000.0, "region": "mars"}])
+    (row,) = RecordEncoder(SPEC)([{"age": None, "income": 70_000.0, "region": "mars"}])
     assert row.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # member missing: null too
 
 
@@ -79,16 +79,16 @@ def test_timestamp_parts_and_learned_categories_encode_alike(rows):
     table = pa.table(
         {"when": pa.array(stamps, pa.timestamp("us")), "shop": pa.array([s for _, s in rows])}
     )
-    np.testing.assert_array_equal(encode_records(LEARNED, records), encode(LEARNED, table))
+    np.testing.assert_array_equal(RecordEncoder(LEARNED)(records), encode(LEARNED, table))
 
 
 def test_parts_are_standardised_and_unseen_values_fall_in_other():
     record = {"when": "03/01/2024 19:00", "shop": "never-seen"}
-    assert encode_records(LEARNED, [record])[0].tolist() == [2.0, 1.0, 0.0, 0.0, 1.0]
+    assert RecordEncoder(LEARNED)([record])[0].tolist() == [2.0, 1.0, 0.0, 0.0, 1.0]
     empty = {"when": None, "shop": None}  # null: the mean, and no category at all
-    assert encode_records(LEARNED, [empty])[0].tolist() == [0.0] * 5
+    assert RecordEncoder(LEARNED)([empty])[0].tolist() == [0.0] * 5
     no_bucket = {**LEARNED, "categorical": [{"name": "shop", "vocab": ["a"], "other": OTHER}]}
-    assert encode_records(no_bucket, [record])[0].tolist() == [2.0, 1.0, 0.0]  # nothing to fill
+    assert RecordEncoder(no_bucket)([record])[0].tolist() == [2.0, 1.0, 0.0]  # nothing to fill
 
 
 def test_requests_take_any_learned_value_and_a_timestamp_in_its_format():
@@ -108,3 +108,54 @@ def test_requests_take_any_learned_value_and_a_timestamp_in_its_format():
     properties = model.model_json_schema()["properties"]
     assert "%m/%d/%Y %H:%M" in properties["when"]["description"]
     assert properties["shop"]["description"].startswith("Learned values ['a', 'b']; any other")
+
+
+MIXED = {
+    "numeric": [
+        {"name": "age", "mean": 41.5, "std": 12.25},
+        {"name": "when.hour", "column": "when", "part": "hour", "format": None, "mean": 12.0,
+         "std": 7.0},
+        {"name": "member", "mean": 0.3, "std": 0.46},
+    ],
+    "categorical": [
+        {"name": "region", "vocab": ["north", "south"]},
+        {"name": "shop", "vocab": ["a", OTHER], "other": OTHER},
+    ],
+}  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.integers(18, 100),
+            STAMPS,
+            st.none() | st.booleans(),
+            st.none() | st.sampled_from(["north", "south", "west"]),
+            st.none() | st.sampled_from("abz"),
+        ),
+        min_size=0,
+        max_size=9,
+    )
+)
+def test_a_part_between_plain_numerics_and_two_vocabularies_keep_their_columns(rows):
+    """The compiled encoder's column offsets: numerics in the spec's order (a timestamp part
+    among them), then each vocabulary after the one before."""
+    stamps = [None if r[1] is None else r[1].replace(microsecond=0) for r in rows]
+    names = ("age", "when", "member", "region", "shop")
+    records = [
+        dict(zip(names, (r[0], render(t, None), *r[2:]), strict=True))
+        for r, t in zip(rows, stamps, strict=True)
+    ]
+    table = pa.table(
+        {
+            "age": pa.array([r[0] for r in rows], pa.int64()),
+            "when": pa.array(stamps, pa.timestamp("us")),
+            "member": pa.array([r[2] for r in rows], pa.bool_()),
+            "region": pa.array([r[3] for r in rows], pa.string()),
+            "shop": pa.array([r[4] for r in rows], pa.string()),
+        }
+    )
+    encoded = RecordEncoder(MIXED)(records)
+    assert encoded.shape == (len(rows), 7) and encoded.dtype == np.float32
+    np.testing.assert_array_equal(encoded, encode(MIXED, table))

@@ -88,13 +88,17 @@ def http_status(url: str, token: str | None) -> int:
         return exc.code
 
 
-def basic_auth_status(url: str, user: str | None = None, password: str = "") -> int:
-    headers = {}
+def basic_auth_status(
+    url: str, user: str | None = None, password: str = "", method: str = "GET", body: Any = None
+) -> int:
+    headers = {"Content-Type": "application/json"}
     if user:
         pair = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {pair}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10):
+        with urllib.request.urlopen(request, timeout=10):
             return 200
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -120,6 +124,32 @@ def test_tracking_server_wants_the_generated_password_and_never_shows_it(cluster
     with pytest.raises(ClusterUnreachableError, match="wants credentials") as refused:
         Tracker.open(cluster["tracking"], "x", retry_seconds=1)
     assert password not in str(refused.value)
+
+
+def test_the_servers_credential_cache_never_outlives_a_changed_or_deleted_password(cluster):
+    """relay turns MLflow's credential cache on (checking the password hash on every request
+    made a run ~6x slower): a password changed or a user deleted through the API is refused at
+    once, not when the cache expires."""
+    admin, _, secret = Path(cluster["server"]["credentials"]).read_text().strip().partition(":")
+    users = f"{cluster['tracking']}/api/2.0/mlflow/users"
+    url = f"{cluster['tracking']}/api/2.0/mlflow/experiments/search?max_results=1"
+    name, old, new = f"u{time.time_ns()}", "old-password-1234", "new-password-5678"
+    as_admin = {"user": admin, "password": secret}
+    body = {"username": name, "password": old}
+    assert basic_auth_status(f"{users}/create", **as_admin, method="POST", body=body) == 200
+    try:
+        assert basic_auth_status(url, name, old) == 200  # now cached
+        body = {"username": name, "password": new}
+        assert (
+            basic_auth_status(f"{users}/update-password", **as_admin, method="PATCH", body=body)
+            == 200
+        )
+        assert basic_auth_status(url, name, old) == 401
+        assert basic_auth_status(url, name, new) == 200
+    finally:
+        body = {"username": name}
+        assert basic_auth_status(f"{users}/delete", **as_admin, method="DELETE", body=body) == 200
+    assert basic_auth_status(url, name, new) == 401
 
 
 def group(pgid: int) -> list[int]:
