@@ -7,6 +7,7 @@ Usage: python benchmarks/bare_serve.py TRACKING_URI MODEL_NAME PORT TOKEN_FILE [
 
 # No `from __future__ import annotations`: FastAPI resolves the route annotations, which
 # are imported inside make_app.
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def from_env() -> Any:
     import torch
 
     torch.set_num_threads(1)  # as in a Ray replica (OMP_NUM_THREADS=1)
-    return make_app(*os.environ["RELAY_BARE_ARGS"].split("\0"))
+    return make_app(*json.loads(os.environ["RELAY_BARE_ARGS"]))
 
 
 if __name__ == "__main__":
@@ -74,7 +75,7 @@ if __name__ == "__main__":
 
     uri, name, port, token_file = sys.argv[1:5]
     workers = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-    os.environ["RELAY_BARE_ARGS"] = "\0".join((uri, name, token_file))
+    os.environ["RELAY_BARE_ARGS"] = json.dumps([uri, name, token_file])
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))
     )

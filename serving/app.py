@@ -211,6 +211,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             self.share = 0.0
             self.poller: asyncio.Task | None = None
             self.refused: set[int] = set()  # versions the poller may not swap in
+            self.predicting = 0  # single-record requests at the model now (batched or not)
             self._batched.set_max_batch_size(args.max_batch_size)
             self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
             self.predictions = metrics.Counter(
@@ -413,7 +414,18 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             began = time.perf_counter()
             served = self._current()
             inputs = record.model_dump()
-            result, served = await self._batched((served, inputs))
+            # Alone (after one turn of the loop, in which requests already here reach this
+            # point): answered at once. A batch, and its wait, only when others are here too.
+            self.predicting += 1
+            try:
+                if self.predicting == 1:
+                    await asyncio.sleep(0)
+                if self.predicting == 1:
+                    (result,) = served.predictor.predict_records([inputs])
+                else:
+                    result, served = await self._batched((served, inputs))
+            finally:
+                self.predicting -= 1
             ids = _ids(served)
             self._count(served, 1, began)
             self._log(served, "predict", ids["request_id"], [inputs], [result], began)

@@ -598,6 +598,26 @@ def test_polling_replicas_follow_the_alias_without_a_redeploy(run, other_version
     assert get_json(f"{endpoint}/healthz")["model_version"] == 1
 
 
+def test_a_request_alone_is_answered_without_waiting_for_a_batch(run, serves_v1_after):
+    """A batch wait is only worth paying when other requests are queued: with a 20 s wait, a
+    lone request still answers within the client's 10 s (the batch would have waited the
+    20 s for 15 more), and answers what the registered model answers."""
+    from jobs.deploy.probe import wait_for_version
+    from serving.launch import serve_app
+
+    s = run["summary"]
+    cfg = parse_config(
+        merge(run["cfg"].model_dump(mode="json"), {"serve": {"batch_wait_timeout_s": 20}})
+    )
+    endpoint, _ = serve_app(cfg, s["tracking_uri"])
+    wait_for_version(endpoint, 1)
+    record = s["prediction"]["request"]
+    for _ in range(3):
+        answer = run["http"].post(f"{endpoint}/predict", json=record, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] == s["prediction"]["response"]["prediction"]
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: (
