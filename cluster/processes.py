@@ -23,18 +23,30 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_groups(pgids: list[int], grace: float = 10.0) -> None:
-    """SIGTERM the process groups together, SIGKILL whatever is left after `grace` seconds."""
+def stop_groups(pgids: list[int], grace: float = 10.0, leaders_first: bool = False) -> list[int]:
+    """SIGTERM the process groups together, SIGKILL whatever is left after `grace` seconds;
+    the groups that needed SIGKILL.
+
+    `leaders_first`: SIGTERM goes to each group's leader alone, which stops its own children
+    in its own order (`ray start --block`: with the whole group signalled at once its GCS and
+    leader outlived a 15 s grace; the leader alone had them all gone in ~5 s)."""
+    forced: list[int] = []
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):  # SIGKILL is not instant
+        if sig == signal.SIGKILL:
+            forced = [p for p in pgids if group_alive(p)]
         for pgid in pgids:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, sig)
+                if leaders_first and sig == signal.SIGTERM:
+                    os.kill(pgid, sig)
+                else:
+                    os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
         while any(group_alive(p) for p in pgids) and time.monotonic() < deadline:
             reap(pgids)
             time.sleep(0.1)
         if not any(group_alive(p) for p in pgids):
-            return
+            break
+    return forced
 
 
 def reap(pids: list[int]) -> None:

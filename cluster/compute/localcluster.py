@@ -222,14 +222,18 @@ def down(state_dir: str, grace: float = 10.0) -> dict[str, Any]:
     record = recorded(state_dir)
     if record is None:
         raise ConfigError(f"no cluster recorded under {folder(state_dir)}")
-    stop_groups([n["pgid"] for n in record["nodes"]], grace=grace)
+    forced = stop_groups([n["pgid"] for n in record["nodes"]], grace=grace, leaders_first=True)
     markers = [record["address"], *(n["temp_dir"] for n in record["nodes"])]
     leftovers = sorted({pid for m in markers for pid in pids_mentioning(m)})
     kill(leftovers)
     for node in record["nodes"]:
         shutil.rmtree(node["temp_dir"], ignore_errors=True)
     (folder(state_dir) / RECORD).unlink(missing_ok=True)
-    return {"stopped": [n["pid"] for n in record["nodes"]], "killed_leftovers": leftovers}
+    return {
+        "stopped": [n["pid"] for n in record["nodes"]],
+        "forced": forced,  # nodes still there `grace` seconds after SIGTERM: SIGKILLed
+        "killed_leftovers": leftovers,
+    }
 
 
 def _start_node(

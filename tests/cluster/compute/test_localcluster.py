@@ -496,6 +496,7 @@ def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp
         assert "nodes 2" in client.get_job_logs(job)
     finally:
         down = localcluster.down(state)
+    assert down["forced"] == []  # the head stopped on SIGTERM within the grace, nothing killed
     assert down["killed_leftovers"] == [] or all(
         not Path(f"/proc/{p}").exists() for p in down["killed_leftovers"]
     )
