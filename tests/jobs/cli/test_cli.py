@@ -141,17 +141,12 @@ def alive_nodes(address: str) -> int:
 
 
 def stop(nodes: list[subprocess.Popen]) -> None:
-    """By process group: SIGTERM, then SIGKILL after a grace period. Never `ray stop`."""
-    import signal
+    """By process group, as `relay cluster down` stops its nodes. Never `ray stop`."""
+    from cluster.processes import stop_groups
 
-    for node in reversed(nodes):
-        os.killpg(node.pid, signal.SIGTERM)
-    for node in reversed(nodes):
-        try:
-            node.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
+    stop_groups([node.pid for node in nodes], leaders_first=True)
+    for node in nodes:
+        node.wait()
 
 
 def test_two_node_cluster_by_address_gives_the_embedded_digest(tmp_path):
