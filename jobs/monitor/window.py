@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,9 +46,11 @@ def start_of(text: str, now: datetime) -> datetime:
     ISO-8601 instant ('2026-12-01T09:00:00Z'; no zone means UTC), for a window that must
     begin exactly where something else did (a deploy, an incident)."""
     number, unit = text[:-1], text[-1:]
-    if unit in UNITS:
-        with contextlib.suppress(ValueError):
+    if unit in UNITS and number.replace(".", "", 1).isdigit():  # no sign, exponent, inf, nan
+        try:
             return now - timedelta(seconds=float(number) * UNITS[unit])
+        except OverflowError:
+            raise ConfigError(f"--since: {text!r} reaches back beyond the calendar") from None
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:

@@ -32,6 +32,11 @@ def test_a_window_starts_a_duration_back_or_at_an_instant(since, start):
     [
         ("yesterday", "neither a duration"),
         ("30x", "neither a duration"),
+        ("-5m", "neither a duration"),  # not a window that starts in the future
+        ("infm", "neither a duration"),
+        ("nanh", "neither a duration"),
+        ("1e3m", "neither a duration"),
+        ("9999999999w", "beyond the calendar"),
         ("2026-12-02T10:00:00Z", "in the future"),
     ],
 )
