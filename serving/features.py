@@ -3,8 +3,9 @@
 The statistics come from the training split (computed by ETL) and travel inside the model
 spec, so a served model applies exactly the transform it was trained with. Two front ends
 read the raw values — Arrow tables (training, batch scoring) and validated request records
-(the endpoint, where building an Arrow table cost more than the model) — and hand them to
-the same per-feature arithmetic.
+(the endpoint, where building an Arrow table cost more than the model). The table path
+hands them to `_assemble`; the record path (`RecordEncoder`) does the same arithmetic over a
+whole matrix with its layout compiled once, and the tests hold the two equal value for value.
 """
 
 from __future__ import annotations
