@@ -91,13 +91,8 @@ def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]
     file = token_file(cfg)
     # access lines would drown the CLI's output
     args = app_args(cfg, tracking_uri, str(file) if file else None, log_level="WARNING")
+    start_serve(cfg)
     try:
-        serve.start(
-            http_options={"host": cfg.serve.host, "port": cfg.serve.port},
-            logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
-        )
-        if cfg.serve.ingress != "direct":
-            _check_http_options(cfg.serve.host, cfg.serve.port)
         serve.run(
             build(args),
             name=cfg.model.name,
@@ -105,14 +100,34 @@ def serve_app(cfg: RelayConfig, tracking_uri: str) -> tuple[str, dict[str, Any]]
             blocking=False,
         )
     except RuntimeError as exc:
-        raise ServingError(
-            f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
-            "(A taken port? Set serve.port)"
-        ) from None
+        raise _not_deployed(cfg, exc) from None
     if cfg.serve.ingress == "direct":
         return direct_endpoint(cfg.model.name, cfg.serve.host, cfg.serve.route_prefix), args
     # proxy: Serve's proxy listens there; haproxy: HAProxy does, in front of the replicas
     return f"http://{cfg.serve.host}:{cfg.serve.port}{cfg.serve.route_prefix}", args
+
+
+def start_serve(cfg: RelayConfig) -> None:
+    """Serve on the connected Ray, listening where the config says; a no-op once it runs
+    there. The pipeline starts it while it evaluates, ahead of the deploy stage."""
+    from ray import serve
+
+    try:
+        serve.start(
+            http_options={"host": cfg.serve.host, "port": cfg.serve.port},
+            logging_config={"log_level": "WARNING"},  # access logs stay in Ray's log files
+        )
+    except RuntimeError as exc:
+        raise _not_deployed(cfg, exc) from None
+    if cfg.serve.ingress != "direct":
+        _check_http_options(cfg.serve.host, cfg.serve.port)
+
+
+def _not_deployed(cfg: RelayConfig, exc: RuntimeError) -> ServingError:
+    return ServingError(
+        f"could not deploy on {cfg.serve.host}:{cfg.serve.port}: {exc}. "
+        "(A taken port? Set serve.port)"
+    )
 
 
 def _check_http_options(host: str, port: int) -> None:

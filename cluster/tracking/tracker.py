@@ -131,6 +131,8 @@ class Tracker:
         retry_seconds: float = 30.0,
     ) -> Tracker:
         """Find or create the experiment; an unusable store is a ClusterUnreachableError."""
+        import mlflow  # noqa: F401  (its import sets its loggers' level: quieten them after)
+
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
         if uri.startswith("sqlite:///"):

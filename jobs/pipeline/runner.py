@@ -6,14 +6,16 @@ trail from raw files to the served version is in the tracking store.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -38,6 +40,7 @@ from jobs.register import stage as register
 from jobs.tune import stage as tune
 from serving import launch, values
 
+T = TypeVar("T")
 STAGES = ("etl", "tune", "evaluate", "register", "deploy")
 FOLDER_TAG = "relay.config_folder"
 
@@ -91,9 +94,14 @@ def run(
     previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
+    opening = _in_background(Tracker.from_config, cfg)  # MLflow's import and the store's
+    # set-up (~4 s) overlap Ray's start, which mostly waits on its processes; Ray Tune's
+    # import (~1 s) overlaps ETL, which mostly waits on its tasks
+    if "tune" in wanted:
+        _in_background(importlib.import_module, "ray.tune")
     with ray_session(cfg.runtime, address, serve=cfg.serve) as info:
         timings["ray"] = round(time.perf_counter() - started, 2)
-        tracker = Tracker.from_config(cfg)
+        tracker = opening.result()
         reopen = previous.pipeline_run_id if previous else None
         with tracker.run(
             f"pipeline-{cfg.name}",
@@ -141,6 +149,12 @@ def run(
                     best_trial_run_id=outcome.best_run_id,
                     tune_overhead_ratio=round(outcome.overhead_ratio, 3),
                 )
+            # an embedded Ray's Serve starts (~5 s) while evaluate and register run on the driver
+            serving = (
+                _in_background(launch.start_serve, cfg)
+                if "deploy" in wanted and info.embedded
+                else None
+            )
             if "evaluate" in wanted:
                 with stage("evaluate"):
                     if state.done("evaluate"):
@@ -171,6 +185,8 @@ def run(
                     wanted = wanted[: wanted.index("register") + 1]
             if "deploy" in wanted:
                 with stage("deploy"):
+                    if serving:
+                        serving.result()
                     deployment = deploy.run(cfg, runs, registered)
                 with stage("predict"):
                     summary["prediction"] = sample_prediction(
@@ -212,6 +228,15 @@ def run(
     if summary.get("promoted") is False:  # a finished, recorded outcome: nothing to resume
         raise GateFailedError(headline(summary["gates"]), summary)
     return summary
+
+
+def _in_background(call: Callable[..., T], *args: Any) -> Future[T]:
+    """`call(*args)` on a thread of its own; its result (or exception) when asked for."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="relay-open")
+    try:
+        return pool.submit(call, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _record_start(

@@ -27,7 +27,7 @@ from jobs.artifacts import Dataset, Evaluation, Registered, TuneOutcome
 from jobs.gates import decide, report
 from jobs.progress import StageRuns
 from jobs.register import modelcard
-from serving import pyfunc, values
+from serving import values
 
 
 def run(
@@ -38,6 +38,8 @@ def run(
     evaluation: Evaluation,
 ) -> Registered:
     from mlflow.exceptions import MlflowException
+
+    from serving import pyfunc  # MLflow's pyfunc: ~1.4 s to import, only here
 
     tracker, parent = runs.tracker, runs.parent
     client = tracker.client

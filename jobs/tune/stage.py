@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cluster.compute.runtime import RayInfo
 from cluster.config import RelayConfig, SearchParam
@@ -28,7 +28,9 @@ from jobs.models import families
 from jobs.progress import StageRuns
 from jobs.train import splits
 from jobs.train.context import TrialContext, hyperparameters
-from jobs.tune.trialruns import TrialRuns
+
+if TYPE_CHECKING:
+    from jobs.tune.trialruns import TrialRuns
 
 # A DDP trial's own process only waits on its TorchTrainer; Tune refuses an empty request.
 DDP_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024}
@@ -173,6 +175,8 @@ def _search(
 ) -> Search:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from jobs.tune.trialruns import TrialRuns  # a Tune callback: imports Ray Tune (~1 s)
 
     chosen = families.family(cfg, family_name)
     space = families.space(cfg, family_name)
