@@ -11,6 +11,10 @@ In one embedded Ray (2 CPUs), on the same dataset (configs/demo.yaml's 200k rows
   with how far ASHA's best val_loss is from the grid's best (the target assumes within 1%).
 - ddp_ratio: median epoch time of one trial as a 2-worker TorchTrainer (gloo, 1 CPU each)
   / the same trial as one process with 2 torch threads, on a 512-wide, 3-hidden-layer MLP.
+Before it, each of the demo and long searches' wall time split from its MLflow runs: to the
+first trial's start (Tune's set-up, the trial processes' start and Ray Tune import), a fresh
+process's wait before its first epoch (torch, the first optimizer's torch._dynamo, the data),
+the epochs spread over the trial slots, and the rest (results, checkpoints, idle slots).
 The last line is one JSON object.
 """
 
@@ -67,6 +71,34 @@ def main() -> None:
         history = tracker.client.get_metric_history(summary["best_trial_run_id"], "epoch_seconds")
         return statistics.median(m.value for m in history)
 
+    def breakdown(summary: dict[str, Any]) -> dict[str, float]:
+        """Where the search's wall time went, from its MLflow runs (the tune run, each trial's
+        start and its epochs' results)."""
+        tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
+        client = tracker.client
+        parent_id = client.get_run(summary["best_trial_run_id"]).data.tags["mlflow.parentRunId"]
+        parent = client.get_run(parent_id)
+        trials = client.search_runs(
+            [summary["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+        )
+        histories = [client.get_metric_history(t.info.run_id, "epoch_seconds") for t in trials]
+        runs = zip(trials, histories, strict=True)
+        first, history = min(runs, key=lambda t: t[0].info.start_time)
+        opening = min(history, key=lambda m: m.step)
+        began = parent.info.start_time / 1000
+        to_first = first.info.start_time / 1000 - began
+        fresh = opening.timestamp / 1000 - opening.value - first.info.start_time / 1000
+        slots = float(parent.data.params["max_concurrent_trials"])
+        training = sum(m.value for h in histories for m in h) / slots
+        wall = parent.data.metrics["wall_seconds"]
+        return {
+            "wall_s": round(wall, 2),
+            "to_first_trial_s": round(to_first, 2),
+            "fresh_process_s": round(fresh, 2),
+            "epochs_per_slot_s": round(training, 2),
+            "rest_s": round(wall - to_first - fresh - training, 2),
+        }
+
     def trial_seconds(summary: dict[str, Any]) -> float:
         tracker = Tracker(summary["tracking_uri"], summary["experiment_id"])
         tune_run = tracker.client.get_run(summary["best_trial_run_id"]).data.tags
@@ -86,6 +118,10 @@ def main() -> None:
             ddp = tune_with(**BIG_MODEL, **{"train.workers_per_trial": 2})
     finally:
         shutil.rmtree(state, ignore_errors=True)
+    for label, summary in (("demo", demo), ("long", long)):
+        parts = breakdown(summary)
+        print(f"{label} search: " + ", ".join(f"{k} {v}" for k, v in parts.items()), flush=True)
+        summary["breakdown"] = parts
     grid_best = fifo["best_val"]["val_loss"]
     asha_best = asha["best_val"]["val_loss"]
     print(
@@ -95,9 +131,11 @@ def main() -> None:
                 "demo_trials": demo["trials"],
                 "demo_trial_s": round(trial_seconds(demo), 2),
                 "demo_tune_s": demo["stage_seconds"]["tune"],
+                "demo_breakdown": demo["breakdown"],
                 "overhead_ratio_long": long["tune_overhead_ratio"],
                 "long_trial_s": round(trial_seconds(long), 2),
                 "long_tune_s": long["stage_seconds"]["tune"],
+                "long_breakdown": long["breakdown"],
                 "asha_time_ratio": round(
                     asha["stage_seconds"]["tune"] / fifo["stage_seconds"]["tune"], 3
                 ),
