@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from cluster.compute.runtime import RayInfo, ray_session
+from cluster.compute.runtime import RayInfo, quiet_environment, ray_session
 from cluster.compute.submit import SUBMISSION_ENV
 from cluster.compute.workingdir import refuse_ephemeral_state
 from cluster.config import RelayConfig
@@ -94,6 +94,7 @@ def run(
     previous = progress.resumable(cfg) if resume else None
     if on_stage:
         on_stage("ray")
+    quiet_environment()  # the tracking credentials in os.environ before the store opens
     opening = _in_background(Tracker.from_config, cfg)  # MLflow's import and the store's
     # set-up (~4 s) overlap Ray's start, which mostly waits on its processes; Ray Tune's
     # import (~1 s) overlaps ETL, which mostly waits on its tasks
