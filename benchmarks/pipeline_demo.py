@@ -2,8 +2,10 @@
 
 Usage: python benchmarks/pipeline_demo.py [configs/demo.yaml]
 Prints one JSON line: the command's wall time beside the pipeline's own total and per-stage
-seconds (the difference is interpreter start-up and imports), and the machine's peak extra
-memory while it ran. ETL throughput against its baseline: benchmarks/etl.py.
+seconds (the difference is interpreter start-up and imports), the machine's peak extra
+memory while it ran, and the CPU seconds all cores spent busy meanwhile (that over the core
+count is the least wall time the same work could take here). ETL throughput against its
+baseline: benchmarks/etl.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def used_mib() -> int:
     return (kib("MemTotal") - kib("MemAvailable")) // 1024
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy so far (all cores): /proc/stat's first line."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def cold_run(config: Path, workdir: Path) -> dict:
     """`relay run --json` in an empty folder: Ray start, data generation, everything."""
     before = used_mib()
@@ -41,7 +50,7 @@ def cold_run(config: Path, workdir: Path) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), busy_cpu_seconds()
     result = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "run", str(config), "--json"],
         cwd=workdir,
@@ -50,6 +59,7 @@ def cold_run(config: Path, workdir: Path) -> dict:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     wall = time.perf_counter() - started
+    cpu = busy_cpu_seconds() - cpu_before
     done.set()
     sampler.join()
     if result.returncode:
@@ -62,6 +72,9 @@ def cold_run(config: Path, workdir: Path) -> dict:
         "total_s": summary["total_seconds"],
         "stage_s": summary["stage_seconds"],
         "peak_extra_memory_mib": peak[0] - before,
+        # all cores' busy seconds: on N cores the run cannot take less than cpu_s / N
+        "cpu_s": round(cpu, 1),
+        "cpu_bound_wall_s": round(cpu / (os.cpu_count() or 1), 1),
         "test_metrics": summary.get("test_metrics"),
         "rows": summary["rows"]["rows_in"],
     }
