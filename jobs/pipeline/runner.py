@@ -186,8 +186,8 @@ def run(
                     wanted = wanted[: wanted.index("register") + 1]
             if "deploy" in wanted:
                 with stage("deploy"):
-                    if serving:
-                        serving.result()
+                    if serving:  # wait for it; deploy's own start (in the deploy run) then
+                        serving.exception()  # connects, or raises what made it fail
                     deployment = deploy.run(cfg, runs, registered)
                 with stage("predict"):
                     summary["prediction"] = sample_prediction(
@@ -233,7 +233,7 @@ def run(
 
 def _in_background(call: Callable[..., T], *args: Any) -> Future[T]:
     """`call(*args)` on a thread of its own; its result (or exception) when asked for."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="relay-open")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="relay-background")
     try:
         return pool.submit(call, *args)
     finally:
