@@ -1,7 +1,7 @@
 """relay's Serve endpoint against bare FastAPI + uvicorn serving the same model.
 
 Usage: python benchmarks/serve.py [--seconds 10] [--ingress proxy|direct|haproxy]
-           [--throughput-optimized] [--batch-wait S] [--log-rounds 3] [--log-only]
+           [--[no-]throughput-optimized] [--batch-wait S] [--log-rounds 3] [--log-only]
            [--replicas N]
            (needs wrk: apt-get install wrk)
 Trains the CI pipeline's model into a temporary store, serves it with relay (Ray Serve,
@@ -236,7 +236,11 @@ def main() -> None:
     parser.add_argument(
         "--ingress", choices=["proxy", "direct", "haproxy"], help="default: the config's"
     )
-    parser.add_argument("--throughput-optimized", action="store_true")
+    parser.add_argument(
+        "--throughput-optimized",
+        action=argparse.BooleanOptionalAction,
+        help="serve.throughput_optimized (default: the config's)",
+    )
     parser.add_argument("--batch-wait", type=float, default=None, help="batch_wait_timeout_s")
     parser.add_argument("--log-rounds", type=int, default=3, help="log off/on pairs")
     parser.add_argument("--log-only", action="store_true", help="only the log's cost")
@@ -258,9 +262,13 @@ def main() -> None:
             "runtime.state_dir": str(state),
             "tracking.uri": uri,
             "serve.port": port,
-            "serve.throughput_optimized": options.throughput_optimized,
             "serve.num_replicas": options.replicas,
             **({} if options.ingress is None else {"serve.ingress": options.ingress}),
+            **(
+                {}
+                if options.throughput_optimized is None
+                else {"serve.throughput_optimized": options.throughput_optimized}
+            ),
             **(
                 {}
                 if options.batch_wait is None

@@ -625,9 +625,11 @@ class ServeConfig(Strict):
         default_factory=InferenceLogConfig, description="The inference log (relay monitor)."
     )
     throughput_optimized: bool = Field(
-        False,
-        description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: Serve's throughput preset (user code "
-        "on the replica's event loop; also turns on direct ingress).",
+        True,
+        description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (default): Serve's throughput preset, "
+        "user code on the replica's event loop (one thread hop less per request: added p50 "
+        "0.39 -> 0.0 ms at c=1, 1.17x -> 2.08x bare uvicorn at c=32); false: user code on a "
+        "thread of its own.",
     )
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from jobs.monitor.window import read
-from serving.inference_log import Answered, InferenceLog, log_schema
+from serving.inference_log import COLUMNWISE, Answered, InferenceLog, Rows, log_schema
 
 SPEC = {
     "task": "classification",
@@ -142,3 +142,22 @@ def test_a_writer_killed_outright_leaves_its_loss_counted(tmp_path):
     seen = window(tmp_path)
     assert (seen.logged, seen.lost) == (5, 5)  # the live one wrote its 2: not lost
     assert len(list((tmp_path / "m" / "_writers").iterdir())) == 1  # the dead one's only
+
+
+def test_a_big_batch_is_queued_column_by_column_into_the_same_rows():
+    """Requests of COLUMNWISE records or more take the column-wise path: same table."""
+    spec = {**SPEC, "id_column": "customer"}
+    schema = log_schema(spec)
+    batch = answered(1, records=COLUMNWISE + 3)
+    for i, record in enumerate(batch.inputs):
+        record["customer"] = None if i == 2 else 1000 + i  # logged as text, None kept
+    by_columns, by_values = Rows(schema), Rows(schema)
+    by_columns.append(batch)
+    by_values._append_each(batch)  # the value-by-value path, as a small request takes it
+    by_values.rows = batch_rows = len(batch.inputs)
+    assert by_columns.rows == batch_rows
+    table = by_columns.table()
+    assert table.equals(by_values.table())
+    assert table["record"].to_pylist() == list(range(batch_rows))
+    assert table["id"].to_pylist()[:3] == ["1000", "1001", None]
+    assert table["probability_yes"].to_pylist() == [0.75] * batch_rows

@@ -15,7 +15,7 @@ def test_haproxy_is_the_default_in_front_of_direct_ingress():
     assert serve_flags(ServeConfig()) == {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",  # user code on the replica's event loop
         "RAY_SERVE_HAPROXY_MAXCONN": "4000",  # 20000 exceeds the fd limit here
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2.0",  # a dead proxy is replaced in ~7 s
