@@ -627,9 +627,8 @@ class ServeConfig(Strict):
     throughput_optimized: bool = Field(
         True,
         description="RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (default): Serve's throughput preset, "
-        "user code on the replica's event loop (one thread hop less per request: added p50 "
-        "0.39 -> 0.0 ms at c=1, 1.17x -> 2.08x bare uvicorn at c=32); false: user code on a "
-        "thread of its own.",
+        "user code on the replica's event loop (one thread hop less per request; README: the "
+        "serve benchmark); false: user code on a thread of its own.",
     )
 
     @model_validator(mode="after")

@@ -174,7 +174,8 @@ class Rows:
 
     def _append_columns(self, answered: Answered) -> None:
         """Column by column, through iterators: ~6 us per request + 0.5 us per record (a
-        256-record batch: 0.6 us per record instead of 1.1), no temporary lists."""
+        256-record batch: 0.5 us per record instead of 1.1), one extension per column instead
+        of one append per value."""
         lists, records, results = self.lists, answered.inputs, answered.results
         count = len(records)
         for name in _REQUEST_FIELDS:
