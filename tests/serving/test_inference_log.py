@@ -154,7 +154,7 @@ def test_a_big_batch_is_queued_column_by_column_into_the_same_rows():
     by_columns, by_values = Rows(schema), Rows(schema)
     by_columns.append(batch)
     by_values._append_each(batch)  # the value-by-value path, as a small request takes it
-    by_values.rows = batch_rows = len(batch.inputs)
+    batch_rows = len(batch.inputs)
     assert by_columns.rows == batch_rows
     table = by_columns.table()
     assert table.equals(by_values.table())
