@@ -80,7 +80,22 @@ def pids_mentioning(text: str) -> list[int]:
     return sorted(found)
 
 
-def kill(pids: list[int]) -> None:
+def alive(pid: int) -> bool:
+    """Running, not a zombie: a zombie holds nothing but its pid, and one whose parent died
+    waits for whatever reaps orphans (which in a container may be nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill(pids: list[int], wait: float = 5.0) -> None:
+    """SIGKILL `pids` and return once they are gone (SIGKILL is delivered, not instant: a
+    check straight after `os.kill` can still find the process), or after `wait` seconds."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)

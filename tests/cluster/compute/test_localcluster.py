@@ -26,7 +26,7 @@ from cluster.compute import localcluster
 from cluster.compute.serveflags import serve_flags
 from cluster.config import ServeConfig
 from cluster.errors import ClusterUnreachableError, ConfigError
-from cluster.processes import pids_mentioning
+from cluster.processes import alive, pids_mentioning
 from cluster.tracking import server as trackingserver
 from cluster.tracking.tracker import CREDENTIALS_ENV, Tracker, use_credentials_file
 from jobs.cli.app import app
@@ -448,7 +448,7 @@ def test_cluster_down_leaves_no_process_behind(tmp_path):
             localcluster.down(state)
     assert result.exit_code == 0, result.output
     assert sorted(json_output(result)["stopped"]) == sorted(pids)
-    assert not [p for p in pids + haproxy if Path(f"/proc/{p}").exists()]
+    assert not [p for p in pids + haproxy if alive(p)]
     assert not [pid for m in markers + node_ids for pid in pids_mentioning(m)]
     assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])
     assert localcluster.status(state) is None
@@ -497,8 +497,6 @@ def test_autoscaler_adds_workers_for_pending_work_and_removes_them_when_idle(tmp
     finally:
         down = localcluster.down(state)
     assert down["forced"] == []  # the head stopped on SIGTERM within the grace, nothing killed
-    assert down["killed_leftovers"] == [] or all(
-        not Path(f"/proc/{p}").exists() for p in down["killed_leftovers"]
-    )
+    assert not [p for p in down["killed_leftovers"] if alive(p)]
     assert not pids_mentioning(record["address"])
     assert os.environ.get("RAY_FAKE_CLUSTER") is None  # set for the head only, not for us
