@@ -18,27 +18,33 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import to_json
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic_core import from_json, to_json
 from ray import serve
 
+from serving import protocols
 from serving.auth import TokenCheck
+from serving.protocols import ProtocolError
 from serving.schema import validation_error
 
 log = logging.getLogger("ray.serve")
 
 DESCRIPTION = (
-    "Predictions from a model version in the MLflow registry. Prediction routes need "
-    "'Authorization: Bearer <token>' unless the deployment disabled auth."
+    "Predictions from a model version in the MLflow registry: relay's own routes, MLflow's "
+    "scoring protocol (/invocations) and the Open Inference Protocol v2 (/v2). Prediction "
+    "routes need 'Authorization: Bearer <token>' unless the deployment disabled auth."
 )
+PREDICTING = ("/predict", "/predict/batch", "/invocations", "/infer")  # refusals counted
 bearer = HTTPBearer(auto_error=False)
 RECORD_BYTES = 64 * 1024  # request body allowance per record: far above any real record
+VERSION = metadata.version("relay")
 
 
 class ErrorBody(BaseModel):
@@ -47,12 +53,29 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What was wrong with the request.")
 
 
-def error_responses(auth: bool, max_bytes: int) -> dict[int | str, dict[str, Any]]:
-    """The 4xx a prediction route answers besides 422, for OpenAPI (contract tests, clients)."""
+class MlflowErrorBody(BaseModel):
+    """A 400 on /invocations, as MLflow's scoring server words it."""
+
+    error_code: str = Field(description="BAD_REQUEST.")
+    message: str = Field(description="What was wrong: the record and field at fault.")
+
+
+class OipErrorBody(BaseModel):
+    """A 4xx on an Open Inference Protocol route."""
+
+    error: str = Field(description="What was wrong: the tensor, record or field at fault.")
+
+
+def error_responses(
+    auth: bool, max_bytes: int, bad: type[BaseModel] = ErrorBody
+) -> dict[int | str, dict[str, Any]]:
+    """The 4xx a prediction route answers besides 422, for OpenAPI (contract tests, clients);
+    `bad`: the body of its 400 (a protocol route's own shape)."""
     errors: dict[int | str, dict[str, Any]] = {
         400: {
-            "model": ErrorBody,
-            "description": "The body cannot be parsed (e.g. JSON that is not UTF-8).",
+            "model": bad,
+            "description": "The body cannot be parsed (e.g. JSON that is not UTF-8)"
+            + ("." if bad is ErrorBody else ", or its records do not fit the schema."),
         }
     }
     if auth:
@@ -174,7 +197,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
 
     def refused(request: Any, status: int) -> None:
         """A prediction request answered with an error: counted for `relay monitor`."""
-        if refusals and request.url.path.endswith(("/predict", "/predict/batch")):
+        if refusals and request.url.path.endswith(PREDICTING):
             refusals[0](status)
 
     async def refused_input(request: Any, exc: Any) -> Any:
@@ -185,8 +208,20 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
         refused(request, exc.status_code)
         return await http_exception_handler(request, exc)
 
+    async def refused_protocol(request: Any, exc: ProtocolError) -> Any:  # in its own shape
+        refused(request, exc.status)
+        return JSONResponse(exc.body, status_code=exc.status)
+
     api.add_exception_handler(RequestValidationError, refused_input)
     api.add_exception_handler(StarletteHTTPException, refused_http)
+    api.add_exception_handler(ProtocolError, refused_protocol)
+    records_of = TypeAdapter(list[request])  # a protocol's records, checked as /predict's
+    oip_route: dict[str, Any] = {
+        "response_model": dict[str, Any],
+        "responses": error_responses(auth, batch_bytes, OipErrorBody)
+        | {404: {"model": OipErrorBody, "description": "No such model or version served here."}},
+        "max_body_size": batch_bytes,
+    }
 
     class BatchRequest(BaseModel):
         records: list[request] = Field(  # type: ignore[valid-type]
@@ -373,9 +408,17 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 self.live_drift.serve(ref.version, spec)
             return Served(ref, Predictor(spec, files), spec, log_schema(spec))
 
+        @api.get("/livez")
+        def livez(self) -> dict[str, str]:
+            """Liveness: the replica answers, model loaded or not (no auth: for probes)."""
+            return {"status": "live"}
+
         @api.get("/healthz")
+        @api.get("/readyz")
+        @api.get("/ping")  # what `mlflow models serve` answers probes on
         def healthz(self) -> dict[str, Any]:
-            """Readiness and the versions served (no auth: for probes and load balancers)."""
+            """Readiness (503 until a model is loaded) and the versions served (no auth: for
+            probes and load balancers)."""
             if self.served is None:
                 raise HTTPException(status_code=503, detail="model not loaded yet")
             challenger = self.challenger.ref.version if self.challenger else None
@@ -415,20 +458,8 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             """One record in; its prediction, the model version and a request id out."""
             self.auth.check(credentials)
             began = time.perf_counter()
-            served = self._current()
             inputs = record.model_dump()
-            # Alone (after one turn of the loop, in which requests already here reach this
-            # point): answered at once. A batch, and its wait, only when others are here too.
-            self.predicting += 1
-            try:
-                if self.predicting == 1:
-                    await asyncio.sleep(0)
-                if self.predicting == 1:
-                    (result,) = served.predictor.predict_records([inputs])
-                else:
-                    result, served = await self._batched((served, inputs))
-            finally:
-                self.predicting -= 1
+            result, served = await self._one(self._current(), inputs)
             ids = _ids(served)
             self._count(served, 1, began)
             self._log(served, "predict", ids["request_id"], [inputs], [result], began)
@@ -455,6 +486,141 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             self._count(served, len(rows), began)
             self._log(served, "batch", ids["request_id"], rows, predictions, began)
             return answer({"predictions": predictions, **served.info(), **ids})
+
+        @api.post(
+            "/invocations",
+            response_model=dict[str, Any],
+            responses=error_responses(auth, batch_bytes, MlflowErrorBody),
+            max_body_size=batch_bytes,
+        )
+        async def invocations(
+            self,
+            request: Request,
+            credentials: HTTPAuthorizationCredentials | None = Depends(credentials_of),
+        ) -> Response:
+            """MLflow's scoring protocol, answered as `mlflow models serve` answers this
+            version: `dataframe_split`, `dataframe_records` or `inputs` in, `{"predictions":
+            [{"prediction": ..., "probability_<class>": ...}]}` out; the version and lineage
+            ids in `X-Relay-*` headers. Bad input: 400 with MLflow's error body."""
+            self.auth.check(credentials)
+            began = time.perf_counter()
+            body = await _json(request, protocols.mlflow_error)
+            rows = protocols.checked(
+                protocols.mlflow_records(body), records_of, self.args.max_request_records
+            )
+            served, answers = await self._many(self._current(), rows)
+            ids = _ids(served)
+            self._count(served, len(rows), began)
+            self._log(served, "invocations", ids["request_id"], rows, answers, began)
+            predictions = [protocols.flat(a) for a in answers]
+            return answer({"predictions": predictions}, _headers(served, ids))
+
+        @api.get("/v2")
+        def oip_server(self) -> dict[str, Any]:
+            """Open Inference Protocol v2: server metadata."""
+            return {"name": "relay", "version": VERSION, "extensions": []}
+
+        @api.get("/v2/health/live")
+        def oip_live(self) -> dict[str, bool]:
+            return {"live": True}
+
+        @api.get("/v2/health/ready")
+        def oip_ready(self) -> Response:
+            """200 once a model is loaded; before, 400 (OIP: a 4xx means false)."""
+            return answer({"ready": self.served is not None}, status=_oip_status(self.served))
+
+        @api.get("/v2/models/{name}")
+        @api.get("/v2/models/{name}/versions/{version}")
+        def oip_model(self, name: str, version: str | None = None) -> Response:
+            """Model metadata from the declared input schema: one typed tensor per column."""
+            served = self._oip(name, version)
+            versions = [s.ref.version for s in (self.served, self.challenger) if s]
+            return answer(protocols.oip_metadata(name, versions, served.spec))
+
+        @api.get("/v2/models/{name}/ready")
+        @api.get("/v2/models/{name}/versions/{version}/ready")
+        def oip_model_ready(self, name: str, version: str | None = None) -> Response:
+            self._oip(name, version)
+            return answer({"name": name, "ready": True})
+
+        @api.post("/v2/models/{name}/infer", **oip_route)
+        @api.post("/v2/models/{name}/versions/{version}/infer", **oip_route)
+        async def oip_infer(
+            self,
+            name: str,
+            request: Request,
+            version: str | None = None,
+            credentials: HTTPAuthorizationCredentials | None = Depends(credentials_of),
+        ) -> Response:
+            """Open Inference Protocol v2 inference: one input tensor per column (datatype
+            from `GET /v2/models/<name>`), shape [n]; typed output tensors by column
+            (`prediction`, `probability_<class>`). Without a version the champion answers (or
+            the challenger, for its share); with one, that version if it is served."""
+            self.auth.check(credentials)
+            began = time.perf_counter()
+            served = self._oip(name, version)
+            body = await _json(request, protocols.oip_error)
+            spec = served.spec
+            records = protocols.oip_records(body, spec, spec.get("id_column"))
+            rows = protocols.checked(
+                records, records_of, self.args.max_request_records, protocols.oip_error
+            )
+            served, answers = await self._many(served, rows)
+            outputs = protocols.oip_outputs(answers, served.spec, body.get("outputs"))
+            ids = _ids(served)
+            self._count(served, len(rows), began)
+            self._log(served, "v2", ids["request_id"], rows, answers, began)
+            return answer(
+                {
+                    "model_name": served.ref.name,
+                    "model_version": str(served.ref.version),
+                    "id": str(body.get("id") or ids["request_id"]),
+                    "parameters": {**ids, "run_id": served.ref.run_id},
+                    "outputs": outputs,
+                },
+                _headers(served, ids),
+            )
+
+        def _oip(self, name: str, version: str | None) -> Served:
+            """The served version an OIP path names: 404 in OIP's shape for another."""
+            if name != self.args.model_name:
+                raise protocols.oip_error(
+                    f"model {name!r} is not served here; {self.args.model_name!r} is", 404
+                )
+            if version is None:
+                return self._current()
+            for served in (self.served, self.challenger):
+                if served and str(served.ref.version) == version:
+                    return served
+            versions = [str(s.ref.version) for s in (self.served, self.challenger) if s]
+            raise protocols.oip_error(
+                f"version {version} of {name!r} is not served here (served: {versions})", 404
+            )
+
+        async def _one(self, served: Served, inputs: dict[str, Any]) -> tuple[dict, Served]:
+            """One record's answer. Alone (after one turn of the loop, in which requests
+            already here reach this point): answered at once. A batch, and its wait, only
+            when others are here too."""
+            self.predicting += 1
+            try:
+                if self.predicting == 1:
+                    await asyncio.sleep(0)
+                if self.predicting == 1:
+                    (result,) = served.predictor.predict_records([inputs])
+                    return result, served
+                return await self._batched((served, inputs))
+            finally:
+                self.predicting -= 1
+
+        async def _many(
+            self, served: Served, rows: list[dict[str, Any]]
+        ) -> tuple[Served, list[dict[str, Any]]]:
+            """A protocol request's answers: one record batched with /predict's, more as
+            one forward pass off the event loop (as /predict/batch runs)."""
+            if len(rows) == 1:
+                result, served = await self._one(served, rows[0])
+                return served, [result]
+            return served, await asyncio.to_thread(served.predictor.predict_records, rows)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
         async def _batched(self, items: list[tuple[Served, dict[str, Any]]]) -> list[tuple]:
@@ -522,10 +688,33 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
     return serve.ingress(api)(ModelServer)
 
 
-def answer(payload: dict[str, Any]) -> Response:
+def answer(
+    payload: dict[str, Any], headers: dict[str, str] | None = None, status: int = 200
+) -> Response:
     """The JSON answer, serialized once by pydantic-core: returned as is, FastAPI does not
     validate and serialize the dict again (its `response_model` only documents it)."""
-    return Response(to_json(payload), media_type="application/json")
+    return Response(to_json(payload), status, headers, media_type="application/json")
+
+
+async def _json(request: Request, error: Callable[[str], ProtocolError]) -> Any:
+    """A protocol request's body as JSON: the protocol's 400 when it is not."""
+    try:
+        return from_json(await request.body())
+    except ValueError as exc:
+        raise error(f"the body is not JSON: {exc}") from None
+
+
+def _headers(served: Served, ids: dict[str, str]) -> dict[str, str]:
+    """The version and lineage ids of a protocol answer whose body has no room for them."""
+    return {
+        "X-Relay-Model-Version": str(served.ref.version),
+        "X-Relay-Request-Id": ids["request_id"],
+        "X-Relay-Lineage-Id": ids["lineage_id"],
+    }
+
+
+def _oip_status(served: Served | None) -> int:
+    return 200 if served is not None else 400
 
 
 def _ids(served: Served) -> dict[str, str]:

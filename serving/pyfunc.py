@@ -115,13 +115,9 @@ class RelayModel(PythonModel):
                 first = exc.errors()[0]
                 field = ".".join(str(p) for p in first["loc"])
                 raise ServingError(f"row {i}: {field}: {first['msg']}") from None
-        answers = self.predictor.predict_records(records)
-        rows = [
-            {"prediction": a["prediction"]}
-            | {f"probability_{c}": p for c, p in a.get("probabilities", {}).items()}
-            for a in answers
-        ]
-        return pd.DataFrame(rows)
+        from serving.protocols import flat
+
+        return pd.DataFrame([flat(a) for a in self.predictor.predict_records(records)])
 
 
 def _missing(value: Any) -> bool:

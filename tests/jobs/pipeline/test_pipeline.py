@@ -197,6 +197,102 @@ def test_http_predictions_equal_the_registered_model_offline(run):
         assert served["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
 
 
+def test_mlflow_and_oip_protocols_answer_as_predict_does(run):
+    """`/invocations` (MLflow's scoring protocol) and OIP v2 `infer` give /predict's answers for
+    the same records, one and many, with the version and lineage ids, behind the same token."""
+    s, http = run["summary"], run["http"]
+    base, name = s["endpoint"].removesuffix("/predict"), s["model_name"]
+    predictor = Predictor(*load_verified(run["client"], resolve(run["client"], name, "1")))
+    names = [c["name"] for c in predictor.spec["input_schema"]]
+    rows = pq.read_table(Path(s["dataset_path"]) / "test").select(names).slice(0, 6).to_pylist()
+    rows[1] = {**rows[1], "income": None}  # a null travels in each protocol
+    for some in (rows[:1], rows):
+        expected = [http.post(s["endpoint"], json=r).json() for r in some]
+        split = {"columns": names, "data": [[r[n] for n in names] for r in some]}
+        for body in ({"dataframe_records": some}, {"dataframe_split": split}):
+            answer = http.post(base + "/invocations", json=body)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-relay-model-version"] == "1"
+            assert answer.headers["x-relay-lineage-id"].startswith(f"{name}/1/")
+            for got, want in zip(answer.json()["predictions"], expected, strict=True):
+                assert got["prediction"] == want["prediction"]
+                for cls, p in want["probabilities"].items():
+                    assert got[f"probability_{cls}"] == pytest.approx(p, abs=1e-6)
+        meta = httpx.get(f"{base}/v2/models/{name}", timeout=30).json()
+        types = {t["name"]: t["datatype"] for t in meta["inputs"]}
+        inputs = [
+            {"name": n, "datatype": types[n], "shape": [len(some)], "data": [r[n] for r in some]}
+            for n in names
+        ]
+        for path in (f"/v2/models/{name}/infer", f"/v2/models/{name}/versions/1/infer"):
+            answer = http.post(base + path, json={"id": "req-7", "inputs": inputs})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert (body["model_name"], body["model_version"], body["id"]) == (name, "1", "req-7")
+            assert body["parameters"]["lineage_id"].startswith(f"{name}/1/")
+            outputs = {t["name"]: t for t in body["outputs"]}
+            assert outputs["prediction"]["datatype"] == "BYTES"
+            assert outputs["prediction"]["data"] == [w["prediction"] for w in expected]
+            for cls in expected[0]["probabilities"]:
+                column = outputs[f"probability_{cls}"]
+                assert column["datatype"] == "FP64" and column["shape"] == [len(some)]
+                want = [w["probabilities"][cls] for w in expected]
+                assert column["data"] == pytest.approx(want, abs=1e-6)
+    assert types["age"] == "INT64" and types["region"] == "BYTES" and types["income"] == "FP64"
+    assert meta["versions"] == ["1"]
+    body = {"dataframe_records": rows[:1]}
+    assert httpx.post(base + "/invocations", json=body, timeout=30).status_code == 401
+    infer = f"{base}/v2/models/{name}/infer"
+    assert httpx.post(infer, json={"inputs": inputs}, timeout=30).status_code == 401
+
+
+def test_protocol_routes_refuse_bad_requests_in_their_own_shape(run):
+    s, http = run["summary"], run["http"]
+    base, name = s["endpoint"].removesuffix("/predict"), s["model_name"]
+    record = s["prediction"]["request"]
+    bad = http.post(
+        base + "/invocations", json={"dataframe_records": [record, {**record, "age": 5}]}
+    )
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error_code"] == "BAD_REQUEST" and "record 1: age" in bad.json()["message"]
+    garbled = http.post(
+        base + "/invocations", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert garbled.status_code == 400 and "not JSON" in garbled.json()["message"]
+    tensor = {"name": "age", "datatype": "BYTES", "shape": [1], "data": ["old"]}
+    wrong_type = http.post(f"{base}/v2/models/{name}/infer", json={"inputs": [tensor]})
+    assert wrong_type.status_code == 400 and "'age' is INT64, not BYTES" in wrong_type.text
+    for path in ("/v2/models/other/infer", f"/v2/models/{name}/versions/9/infer"):
+        missing = http.post(base + path, json={"inputs": [tensor]})
+        assert missing.status_code == 404 and "not served here" in missing.json()["error"]
+    assert httpx.get(f"{base}/v2/models/{name}/versions/9", timeout=30).status_code == 404
+    import jsonschema
+
+    openapi = httpx.get(base + "/openapi.json", timeout=30).json()
+    for route, code, answer in (
+        ("/invocations", "400", bad),
+        ("/v2/models/{name}/infer", "400", wrong_type),
+        ("/v2/models/{name}/versions/{version}/infer", "404", missing),
+    ):  # each body fits the schema OpenAPI documents for it
+        documented = openapi["paths"][route]["post"]["responses"][code]["content"]
+        schema = documented["application/json"]["schema"]
+        jsonschema.validate(answer.json(), {**schema, **openapi})
+
+
+def test_probes_split_liveness_from_readiness_in_both_conventions(run):
+    base, name = run["summary"]["endpoint"].removesuffix("/predict"), run["summary"]["model_name"]
+    answers = {
+        path: httpx.get(base + path, timeout=30)
+        for path in ("/livez", "/readyz", "/ping", "/v2/health/live", "/v2/health/ready",
+                     f"/v2/models/{name}/ready", "/v2")
+    }  # fmt: skip
+    assert {p: a.status_code for p, a in answers.items()} == dict.fromkeys(answers, 200)
+    assert answers["/livez"].json() == {"status": "live"}
+    assert answers["/readyz"].json()["model_version"] == 1
+    assert answers["/v2/health/ready"].json() == {"ready": True}
+    assert answers["/v2"].json()["name"] == "relay"
+
+
 def test_prediction_routes_need_the_bearer_token(run):
     s = run["summary"]
     token_file = Path(s["token_file"])
@@ -646,6 +742,41 @@ def test_fuzzed_bodies_get_4xx_never_5xx(run, data):
     assert response.status_code < 500, (body, response.status_code, response.text)
     if response.status_code != 200:
         assert response.status_code == 422 and response.json()["detail"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_protocol_bodies_get_their_4xx_never_5xx(run, data):
+    """Arbitrary JSON, bare or in an MLflow / OIP envelope, and valid requests with one part
+    replaced by arbitrary JSON: a 200 or the protocol's 400."""
+    s, http = run["summary"], run["http"]
+    base, name = s["endpoint"].removesuffix("/predict"), s["model_name"]
+    record, junk = s["prediction"]["request"], data.draw(JSON)
+    if data.draw(st.booleans()):
+        route, error = "/invocations", "message"
+        key = data.draw(st.sampled_from([*record, "x"]))
+        bodies = [
+            {data.draw(st.sampled_from(["dataframe_records", "dataframe_split", "inputs"])): junk},
+            {"dataframe_records": [{**record, key: junk}]},
+            {"dataframe_split": {"columns": list(record), "data": junk}},
+        ]
+    else:
+        route, error = f"/v2/models/{name}/infer", "error"
+        meta = http.get(f"{base}/v2/models/{name}").json()
+        tensors = [{**t, "shape": [1], "data": [record.get(t["name"])]} for t in meta["inputs"]]
+        i = data.draw(st.integers(0, len(tensors) - 1))
+        part = data.draw(st.sampled_from(["name", "datatype", "shape", "data"]))
+        broken = [*tensors[:i], {**tensors[i], part: junk}, *tensors[i + 1 :]]
+        bodies = [{"inputs": junk}, {"inputs": broken}, {"inputs": tensors, "outputs": junk}]
+    body = data.draw(st.sampled_from([junk, *bodies]))
+    response = http.post(
+        base + route,
+        content=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code < 500, (route, body, response.status_code, response.text)
+    if response.status_code != 200:
+        assert response.status_code == 400 and response.json()[error], (route, body)
 
 
 class Load:
