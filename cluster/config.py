@@ -57,6 +57,16 @@ class Role(StrEnum):
 NUMERIC_TYPES = (ColumnType.int, ColumnType.float)
 
 
+class Stage(StrEnum):
+    """The pipeline's stages, in order (`--until` names the last one to run)."""
+
+    etl = "etl"
+    tune = "tune"
+    evaluate = "evaluate"
+    register = "register"
+    deploy = "deploy"
+
+
 class TimestampPart(StrEnum):
     year = "year"
     month = "month"

@@ -8,6 +8,9 @@ trial failed, 130 interrupted (Ctrl-C or SIGTERM).
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
 
 from cluster.errors import RelayError
@@ -24,19 +27,32 @@ from jobs.cli import (
     submit,
     tracking,
 )
-from jobs.console import fail
+from jobs.console import fail, out
 
 app = typer.Typer(
     help="relay: one config, one CLI, one lineage trail, from raw data to a served model.\n\n"
     "Example: relay run configs/demo.yaml --json",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it
     pretty_exceptions_enable=False,
 )
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        out.print(f"relay {metadata.version('relay')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print relay's version and exit"
+        ),
+    ] = False,
+) -> None:
     """Quiet defaults (progress bars off) for this process and the Ray workers it starts."""
     from cluster.compute.runtime import quiet_environment
 

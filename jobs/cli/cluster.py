@@ -11,7 +11,7 @@ import typer
 from cluster.compute.serveflags import serve_flags
 from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError
-from jobs.console import fail
+from jobs.console import err, fail
 
 cluster_app = typer.Typer(
     help="A local multi-node Ray cluster (ray start, token auth), started and stopped by PID.",
@@ -78,9 +78,14 @@ def cluster_status(state_dir: StateOption = ".relay") -> None:
 
 @cluster_app.command("down")
 def cluster_down(state_dir: StateOption = ".relay") -> None:
-    """Stop exactly the processes `relay cluster up` started (never `ray stop`)."""
+    """Stop exactly the processes `relay cluster up` started (never `ray stop`); with none
+    recorded, nothing to do (exit 0), as `docker compose down` behaves."""
     from cluster.compute import localcluster as lc
 
+    if lc.recorded(state_dir) is None:
+        err.print(f"no cluster recorded under {lc.folder(state_dir)}: nothing to stop")
+        print(json.dumps({"stopped": [], "forced": [], "killed_leftovers": []}))
+        return
     try:
         print(json.dumps(lc.down(state_dir)))
     except RelayError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError
 from jobs.cli.options import ConfigArg
 from jobs.console import err, fail, out
+from jobs.k8s.render import OVERLAYS
 
+Overlay = StrEnum("Overlay", {name: name for name in OVERLAYS})  # choices in help, refused early
 k8s_app = typer.Typer(
     help="KubeRay manifests from a pipeline config, validated offline.", no_args_is_help=True
 )
@@ -20,7 +23,9 @@ k8s_app = typer.Typer(
 @k8s_app.command("render")
 def k8s_render(
     config: ConfigArg,
-    overlay: Annotated[str, typer.Option(help="cpu, or gpu (adds the GPU worker group)")] = "cpu",
+    overlay: Annotated[
+        Overlay, typer.Option(help="gpu adds the GPU worker group", case_sensitive=False)
+    ] = Overlay.cpu,
     output: Annotated[Path, typer.Option(help="Folder for the kustomization")] = Path("k8s-out"),
 ) -> None:
     """Write a kustomization (base + overlay + this config) for `kubectl apply -k`.
@@ -30,7 +35,7 @@ def k8s_render(
     from jobs.k8s.render import render
 
     try:
-        objects = render(load_config(config), config.read_text(), overlay, output)
+        objects = render(load_config(config), config.read_text(), overlay.value, output)
     except RelayError as exc:
         fail(exc)
     kinds = ", ".join(sorted({o["kind"] for o in objects}))

@@ -7,6 +7,12 @@ from typing import Annotated
 
 import typer
 
+from cluster.config import Stage
+
+StageOption = Annotated[
+    Stage,
+    typer.Option(help="Last stage to run", case_sensitive=False),
+]
 ConfigArg = Annotated[Path, typer.Argument(help="Pipeline YAML config, e.g. configs/demo.yaml")]
 SetOption = Annotated[
     list[str] | None,

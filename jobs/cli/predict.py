@@ -11,7 +11,7 @@ import typer
 
 from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError, ServingError
-from jobs.console import fail
+from jobs.console import fail, out
 from serving.client import Client, EndpointError
 
 
@@ -32,8 +32,11 @@ def predict(
         str | None, typer.Option(help="Endpoint URL (online mode), e.g. http://host:8000/credit")
     ] = None,
     record: Annotated[
-        str | None, typer.Option("--json", help="Online mode: one record, or a list, as JSON")
+        str | None, typer.Option("--record", help="Online mode: one record, or a list, as JSON")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object on the last line")
+    ] = False,
     token_file: Annotated[
         Path | None, typer.Option(help="Online mode: bearer token file (else $RELAY_SERVE_TOKEN)")
     ] = None,
@@ -41,7 +44,7 @@ def predict(
     """Score files in batch on Ray Data, or send records to a running endpoint.
 
     Examples: relay predict configs/demo.yaml --input new.csv --output scored/
-              relay predict --endpoint http://127.0.0.1:8000/credit --json '{"age": 41, ...}'
+              relay predict --endpoint http://127.0.0.1:8000/credit --record '{"age": 41, ...}'
     """
     try:
         if endpoint:
@@ -53,20 +56,40 @@ def predict(
         else:
             raise ConfigError(
                 "relay predict needs CONFIG --input ... --output DIR (batch), "
-                "or --endpoint URL --json RECORD (online)"
+                "or --endpoint URL --record RECORD (online)"
             )
     except RelayError as exc:
         fail(exc)
-    print(json.dumps(result))
+    if as_json:
+        print(json.dumps(result))
+    elif endpoint:
+        for answer in result.get("predictions", [result]):
+            out.print(_answer_line(answer, result))
+    else:
+        out.print(
+            f"scored {result['rows_scored']} rows, rejected {result['rows_rejected']} "
+            f"(kept with their reasons) -> {result['output']}"
+        )
+        out.print(f"MLflow run {result['predict_run_id']}; manifest in {output}")
+
+
+def _answer_line(answer: dict[str, Any], reply: dict[str, Any]) -> str:
+    """One prediction for a person: the answer, its probabilities, the version, the lineage id."""
+    shares = answer.get("probabilities")
+    chances = f"  ({', '.join(f'{c}: {p:.3f}' for c, p in shares.items())})" if shares else ""
+    return (
+        f"{answer['prediction']}{chances}  version {reply['model_version']}  "
+        f"lineage {reply['lineage_id']}"
+    )
 
 
 def _predict_online(endpoint: str, record: str | None, token_file: Path | None) -> Any:
     if not record:
-        raise ConfigError("--endpoint needs --json with a record (or a list of records)")
+        raise ConfigError("--endpoint needs --record with a record (or a list of records)")
     try:
         body = json.loads(record)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"--json is not valid JSON: {exc}") from None
+        raise ConfigError(f"--record is not valid JSON: {exc}") from None
     token = token_file.read_text() if token_file else os.environ.get("RELAY_SERVE_TOKEN")
     client = Client(endpoint, token)
     try:

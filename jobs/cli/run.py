@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from cluster.config import Stage
 from cluster.configfile import load_config
 from cluster.errors import RelayError
-from jobs.cli.options import ConfigArg, SetOption
+from jobs.cli.options import ConfigArg, SetOption, StageOption
 from jobs.console import fail, out
 
 
@@ -18,9 +19,7 @@ def run(
         str | None,
         typer.Option(help="Ray address; default RAY_ADDRESS, else an embedded local Ray"),
     ] = None,
-    until: Annotated[
-        str, typer.Option(help="Last stage: etl, tune, evaluate, register or deploy")
-    ] = "deploy",
+    until: StageOption = Stage.deploy,
     serve: Annotated[
         bool,
         typer.Option(
@@ -56,7 +55,7 @@ def run(
         run_command(
             config,
             address=address,
-            until=until,
+            until=until.value,
             as_json=as_json,
             debug=debug,
             keep_serving=serve,

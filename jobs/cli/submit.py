@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cluster.config import Stage
 from cluster.configfile import parse_overrides
 from cluster.errors import ConfigError, RelayError
 from jobs.cli.cluster import StateOption
-from jobs.cli.options import SetOption
+from jobs.cli.options import SetOption, StageOption
 from jobs.console import err, fail, out
 
 jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
@@ -35,7 +36,7 @@ def submit(
         str | None,
         typer.Option(help="MLflow server the job logs to; default the `relay tracking up` one"),
     ] = None,
-    until: Annotated[str, typer.Option(help="Last stage (etl ... deploy)")] = "deploy",
+    until: StageOption = Stage.deploy,
     project: Annotated[
         Path, typer.Option(help="Uploaded as the job's working dir (state/data/venv excluded)")
     ] = Path("."),
@@ -80,7 +81,7 @@ def submit(
             config,
             project=project,
             tracking_uri=uri,
-            until=until,
+            until=until.value,
             overrides=overrides,
             credentials_file=credentials,
         )
@@ -92,7 +93,7 @@ def submit(
             result = jobs.follow(
                 target,
                 job_id,
-                on_logs=lambda text: (sys.stdout.write(text), sys.stdout.flush()),
+                on_logs=_write,
                 on_status=lambda s, t: line.update(f"job {job_id}: {s} ({t:.0f} s)"),
             )
         print(json.dumps(result))
@@ -120,9 +121,42 @@ def jobs_logs(
     address: AddressOption = None,
     token_file: TokenOption = None,
     state_dir: StateOption = ".relay",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream the logs until the job ends")
+    ] = False,
 ) -> None:
-    """The job's driver output so far."""
-    sys.stdout.write(_call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id)))
+    """The job's driver output so far; with --follow, streamed until the job ends (its final
+    status then goes to stderr)."""
+    if not follow:
+        sys.stdout.write(_call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id)))
+        return
+    from cluster.compute import submit as jobs
+
+    try:
+        target = jobs.Target.resolve(address, state_dir, token_file)
+        result = jobs.follow(target, job_id, on_logs=_write, on_status=lambda s, t: None)
+    except RelayError as exc:
+        fail(exc)
+    err.print(f"job {job_id} {result['status']}", highlight=False)
+
+
+@jobs_app.command("status")
+def jobs_status(
+    job_id: str,
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+) -> None:
+    """The job's status, entrypoint, message, driver exit code and times, as one JSON object."""
+    from cluster.compute import submit as jobs
+
+    info = _call(address, token_file, state_dir, lambda c: c.get_job_info(job_id))
+    print(json.dumps(jobs.describe(info)))
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @jobs_app.command("stop")

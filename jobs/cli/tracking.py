@@ -51,9 +51,15 @@ def tracking_up(
 
 @tracking_app.command("down")
 def tracking_down(state_dir: StateOption = ".relay") -> None:
-    """Stop the server `relay tracking up` started (by its recorded PID)."""
+    """Stop the server `relay tracking up` started (by its recorded PID); with none recorded,
+    nothing to do (exit 0)."""
     from cluster.tracking import server as trackingserver
 
+    if not (trackingserver.folder(state_dir) / trackingserver.RECORD).exists():
+        err.print(f"no tracking server recorded under {trackingserver.folder(state_dir)}: "
+                  "nothing to stop")  # fmt: skip
+        print(json.dumps({"stopped": None}))
+        return
     try:
         print(json.dumps(trackingserver.down(state_dir)))
     except RelayError as exc:

@@ -22,7 +22,7 @@ import yaml
 from cluster.compute.runtime import RayInfo, quiet_environment, ray_session
 from cluster.compute.submit import SUBMISSION_ENV
 from cluster.compute.workingdir import refuse_ephemeral_state
-from cluster.config import RelayConfig
+from cluster.config import RelayConfig, Stage
 from cluster.errors import GateFailedError
 from cluster.redact import redacted
 from cluster.tracking.tracker import Tracker, provenance_tags
@@ -41,7 +41,7 @@ from jobs.tune import stage as tune
 from serving import launch, values
 
 T = TypeVar("T")
-STAGES = ("etl", "tune", "evaluate", "register", "deploy")
+STAGES = tuple(s.value for s in Stage)
 FOLDER_TAG = "relay.config_folder"
 
 

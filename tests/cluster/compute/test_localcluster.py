@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,34 @@ def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatc
     refused = CliRunner().invoke(app, [*base, "--token-file", str(wrong)])
     assert refused.exit_code == 5
     assert "refused the token" in refused.output
+
+
+def test_jobs_status_and_logs_follow_track_a_job_to_its_end(cluster):
+    """`relay jobs logs --follow` streams a running job's output until it ends (as `ray job
+    logs -f`); `relay jobs status` gives its typed state."""
+    from cluster.compute.submit import Target
+
+    client = Target.resolve(None, cluster["state"]).client()
+    code = "import time\nfor i in range(3):\n    print('tick', i, flush=True); time.sleep(1)"
+    job = client.submit_job(entrypoint=f"python -c {shlex.quote(code)}")
+    state = ["--state-dir", cluster["state"]]
+    followed = CliRunner().invoke(app, ["jobs", "logs", job, "--follow", *state])
+    assert followed.exit_code == 0, followed.output
+    assert [line for line in followed.output.splitlines() if line.startswith("tick")] == [
+        "tick 0",
+        "tick 1",
+        "tick 2",
+    ]
+    assert f"job {job} SUCCEEDED" in followed.output
+    status = CliRunner().invoke(app, ["jobs", "status", job, *state])
+    assert status.exit_code == 0, status.output
+    info = json_output(status)
+    assert (info["submission_id"], info["status"], info["driver_exit_code"]) == (
+        job,
+        "SUCCEEDED",
+        0,
+    )
+    assert info["end_time"] >= info["start_time"] > 0
 
 
 @pytest.fixture(scope="module")

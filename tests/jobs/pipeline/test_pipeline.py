@@ -480,10 +480,15 @@ def test_client_and_cli_send_records_to_the_endpoint(run):
     assert refused.value.status == 401
 
     base = s["endpoint"].removesuffix("/predict")
-    cli = ["predict", "--endpoint", base, "--token-file", s["token_file"], "--json"]
-    ok = CliRunner().invoke(app, [*cli, json.dumps([record, record])])
+    cli = ["predict", "--endpoint", base, "--token-file", s["token_file"], "--record"]
+    ok = CliRunner().invoke(app, [*cli, json.dumps([record, record]), "--json"])
     assert ok.exit_code == 0, ok.output
-    assert len(json_output(ok)["predictions"]) == 2
+    (first, _) = json_output(ok)["predictions"]
+    assert first["prediction"] == s["prediction"]["response"]["prediction"]
+    shown = CliRunner().invoke(app, [*cli, json.dumps(record)])  # for a person: one line each
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"{first['prediction']}  (")
+    assert "version 1  lineage " in shown.output and "{" not in shown.output
     bad = CliRunner().invoke(app, [*cli, json.dumps({**record, "age": 5})])
     assert bad.exit_code == 6 and "greater than or equal to 18" in bad.output
 
