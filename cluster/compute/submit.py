@@ -19,7 +19,7 @@ from typing import Any
 
 from cluster.compute import localcluster
 from cluster.errors import ClusterUnreachableError, ConfigError, JobFailedError, RelayError
-from cluster.tracking.tracker import CREDENTIALS_ENV, code_env
+from cluster.tracking.tracker import CREDENTIALS_ENV, SUBMITTED_ENV, code_env
 
 # Never uploaded: state (datasets, stores, checkpoints), raw data, environments, caches.
 EXCLUDES = [
@@ -37,7 +37,7 @@ EXCLUDES = [
     "build",
     "dist",
 ]
-SUBMISSION_ENV = "RELAY_SUBMISSION_ID"
+SUBMISSION_ENV = SUBMITTED_ENV  # the job's runs say they came through `relay submit`
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 

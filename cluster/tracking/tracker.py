@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import getpass
 import hashlib
 import json
 import logging
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -172,7 +175,7 @@ class Tracker:
         """Create a run: it needs the server's answer (the id), so it cannot be spooled."""
         if self.spooling:
             raise TrackingSpooledError(self.spooled_message())
-        all_tags = dict(tags or {})
+        all_tags = {**source_tags(), **(tags or {})}
         if parent:
             all_tags[PARENT_TAG] = parent
         if stage:
@@ -356,6 +359,32 @@ CODE_ENV = {
     "relay.git_dirty": "RELAY_GIT_DIRTY",
     "relay.git_diff_sha256": "RELAY_GIT_DIFF_SHA256",
 }
+
+
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (markdown)
+SUBMITTED_ENV = "RELAY_SUBMISSION_ID"  # set in a job `relay submit` started
+
+
+@functools.cache
+def source_tags() -> dict[str, str]:
+    """MLflow's system tags behind the UI's Source and Created by columns: its fluent API sets
+    them, the client relay writes through does not. The source is the command that ran
+    (secrets redacted), a JOB when it came through `relay submit`."""
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if script and script != "__main__.py" and not script.startswith("-"):
+        words = [script, *sys.argv[1:]]  # `relay run configs/demo.yaml`: the console script
+    else:  # `python -m jobs.pipeline --config ...`: the module, as it was started
+        words = [Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]
+    command = " ".join(words)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry
+        user = f"uid {os.getuid()}"
+    return {
+        "mlflow.source.name": redacted(command)[:500],
+        "mlflow.source.type": "JOB" if os.environ.get(SUBMITTED_ENV) else "LOCAL",
+        "mlflow.user": user,
+    }
 
 
 def provenance_tags() -> dict[str, str]:

@@ -7,6 +7,7 @@ the running replicas: `build` resolves the alias into the app's `user_config`.
 from __future__ import annotations
 
 from cluster.config import RelayConfig
+from cluster.tracking.tracker import NOTE_TAG
 from jobs.artifacts import Deployment, Registered
 from jobs.deploy.probe import served_challenger, wait_for_version
 from jobs.progress import StageRuns
@@ -37,6 +38,8 @@ def run(cfg: RelayConfig, runs: StageRuns, registered: Registered) -> Deployment
                 "relay.endpoint": endpoint,
                 "relay.model_version": registered.version,
                 "relay.sha256": registered.sha256,
+                NOTE_TAG: f"{registered.name} version {registered.version} "
+                f"({registered.alias}) served at {endpoint}.",
             },
         )
     return Deployment(

@@ -31,6 +31,7 @@ from typing import Any
 
 from cluster.config import RelayConfig, Role, SyntheticSource
 from cluster.errors import ConfigError, DataQualityError
+from cluster.tracking.tracker import NOTE_TAG
 from jobs.artifacts import META, PROFILE, Dataset
 from jobs.data.sources import RawFile, check_columns, resolve_files
 from jobs.etl import buildkey, dedupe, featurestats, splits, synthetic
@@ -72,7 +73,7 @@ def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
                 "relay.node_ids": ",".join(dataset.node_ids),
                 "relay.build_key": dataset.meta["build_key"],
                 "relay.etl_reused": str(dataset.reused).lower(),
-                "mlflow.note.content": _note(dataset),
+                NOTE_TAG: _note(dataset),
             },
         )
         tracker.log_artifact(run_id, dataset.path / META)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from cluster.config import DriftGate, RelayConfig
+from cluster.tracking.tracker import NOTE_TAG
 from jobs.artifacts import Dataset, Evaluation, TuneOutcome
 from jobs.metrics.groups import group_metrics
 from jobs.metrics.task import metrics_of, true_values
@@ -110,6 +111,9 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
             tags={
                 "relay.dataset_digest": dataset.digest,
                 "relay.best_trial_run_id": outcome.best_run_id,
+                NOTE_TAG: "The best trial's model on the held-out test split: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in evaluation.metrics.items())
+                + ".",
             },
         )
         with tempfile.TemporaryDirectory(prefix="relay-plots-") as tmp:

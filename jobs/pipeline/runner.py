@@ -25,7 +25,7 @@ from cluster.compute.workingdir import refuse_ephemeral_state
 from cluster.config import RelayConfig, Stage
 from cluster.errors import GateFailedError
 from cluster.redact import redacted
-from cluster.tracking.tracker import Tracker, provenance_tags
+from cluster.tracking.tracker import NOTE_TAG, Tracker, provenance_tags
 from cluster.writable import ensure_writable
 from jobs import progress
 from jobs.artifacts import Dataset, Deployment, Evaluation, Registered, TuneOutcome
@@ -209,6 +209,7 @@ def run(
                     "relay.model_version": summary.get("model_version", ""),
                     "relay.endpoint": summary.get("endpoint", ""),
                     "relay.promoted": str(summary.get("promoted", "")).lower(),
+                    NOTE_TAG: _note(cfg, summary, timings),
                 },
             )
             tracker.log_dict(pid, summary, "summary.json")
@@ -229,6 +230,18 @@ def run(
     if summary.get("promoted") is False:  # a finished, recorded outcome: nothing to resume
         raise GateFailedError(headline(summary["gates"]), summary)
     return summary
+
+
+def _note(cfg: RelayConfig, summary: dict[str, Any], timings: dict[str, float]) -> str:
+    """The pipeline run's description in the MLflow UI: what it produced, where, how long."""
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    made = f"dataset {summary['dataset_digest'][:12]}"
+    if "model_version" in summary:
+        verdict = "promoted" if summary.get("promoted") else "not promoted"
+        made += f"; {cfg.model.name} version {summary['model_version']} {verdict}"
+    if summary.get("endpoint"):
+        made += f", served at {summary['endpoint']}"
+    return f"Pipeline {cfg.name}: {made}. Stages: {stages}."
 
 
 def _in_background(call: Callable[..., T], *args: Any) -> Future[T]:

@@ -23,6 +23,7 @@ from cluster.tracking.registry import (
     REJECTED,
     SHA_TAG,
 )
+from cluster.tracking.tracker import NOTE_TAG
 from jobs.artifacts import Dataset, Evaluation, Registered, TuneOutcome
 from jobs.gates import decide, report
 from jobs.progress import StageRuns
@@ -105,6 +106,8 @@ def run(
                 "relay.model_version": mv.version,
                 "relay.alias": alias,
                 **gate_tags(decision),
+                NOTE_TAG: f"{report.headline(gates)}; alias {alias}. The gate report is "
+                f"gates.md; the model card {MODEL_CARD}.",
             },
         )
         tracker.log(evaluation.run_id, tags=gate_tags(decision))  # beside the metrics judged

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cluster.compute.runtime import RayInfo
 from cluster.config import RelayConfig, SearchParam
 from cluster.errors import ConfigError, TrainingFailedError
-from cluster.tracking.tracker import Tracker
+from cluster.tracking.tracker import NOTE_TAG, Tracker
 from jobs.artifacts import Dataset, TuneOutcome
 from jobs.metrics import plots
 from jobs.models import families
@@ -349,6 +349,10 @@ def _record(
             "relay.best_hyperparameters": hp,
             "relay.best_family": winner.family,
             "relay.trials": len(grids),
+            NOTE_TAG: f"{len(grids)} trials ({cfg.tune.search} search, {cfg.tune.scheduler} "
+            f"scheduler); best {cfg.tune.metric} {best.metrics[cfg.tune.metric]:.4g} from the "
+            f"{winner.family} trial {best_run} ({_settings(hp)}), the run the model was "
+            f"trained in. {wall:.1f} s wall.",
         },
     )
     with tempfile.TemporaryDirectory() as folder:
@@ -370,3 +374,8 @@ def _record(
         overhead_ratio=wall / max(trained / slots, 1e-9),
         family=winner.family,
     )
+
+
+def _settings(hp: dict[str, Any]) -> str:
+    """Hyper-parameters as a person reads them: `lr 0.003, depth 2`, not a dict's repr."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in hp.items())

@@ -15,7 +15,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from cluster.tracking.tracker import Tracker
+from cluster.tracking.tracker import NOTE_TAG, Tracker
 
 TRIAL_ID_TAG = "relay.trial_id"
 MAX_ERROR_TAG = 1000
@@ -81,6 +81,8 @@ class TrialRuns(Callback):
                     TRIAL_ID_TAG: trial.trial_id,
                     "relay.trial_name": str(trial),
                     "relay.family": self.family,
+                    NOTE_TAG: f"A {self.family} trial of the search: its hyper-parameters are "
+                    "this run's parameters, its epochs the metric steps.",
                 },
             )
             tracker.log(run_id, params={**self.defaults, **trial.config})

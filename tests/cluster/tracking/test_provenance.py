@@ -70,3 +70,50 @@ def test_code_without_its_git_records_the_commit_passed_to_it(checkout, tmp_path
     assert provenance_tags()["relay.git_dirty"] == "false"
     monkeypatch.setenv("RELAY_GIT_COMMIT", "unknown")  # an image built without build args
     assert provenance_tags()["relay.git_dirty"] == "true"  # git then, as without the variables
+
+
+SHOW_SOURCE = (
+    "import json\nfrom cluster.tracking.tracker import source_tags\n"
+    "print(json.dumps(source_tags()))\n"
+)
+
+
+def source_of(tmp_path: Path, how: str, *args: str, **env: str) -> dict[str, str]:
+    """`source_tags()` in a process started as a console script (`relay ...`) or a module
+    (`python -m pkg ...`)."""
+    import json
+    import os
+    import sys
+
+    if how == "script":
+        (tmp_path / "relay").write_text(SHOW_SOURCE)
+        command = [sys.executable, str(tmp_path / "relay"), *args]
+    else:
+        (tmp_path / "pkg").mkdir()
+        (tmp_path / "pkg" / "__init__.py").write_text("")
+        (tmp_path / "pkg" / "__main__.py").write_text(SHOW_SOURCE)
+        command = [sys.executable, "-m", "pkg", *args]
+    path = os.pathsep.join([str(tmp_path), str(Path(__file__).parents[3])])
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path, **env},
+    )
+    return json.loads(done.stdout)
+
+
+def test_the_source_is_the_command_that_ran_with_passwords_hidden(tmp_path):
+    import getpass
+
+    uri = "http://admin:s3cret@127.0.0.1:5000"
+    tags = source_of(tmp_path, "script", "run", "configs/demo.yaml", "--tracking-uri", uri)
+    assert tags["mlflow.source.name"] == (
+        "relay run configs/demo.yaml --tracking-uri http://admin:***@127.0.0.1:5000"
+    )
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"] == getpass.getuser()
+    module = source_of(tmp_path, "module", "--config", "c.yaml", RELAY_SUBMISSION_ID="raysubmit_1")
+    assert module["mlflow.source.name"].endswith(" -m pkg --config c.yaml")
+    assert module["mlflow.source.type"] == "JOB"  # started by `relay submit`

@@ -118,6 +118,41 @@ def test_summary_has_endpoint_version_digest_and_timings(run):
     assert s["test_metrics"]["test_roc_auc"] > 0.6  # the synthetic label has real signal
 
 
+def test_every_run_has_mlflows_source_user_and_a_description_of_its_outcome(run):
+    """The MLflow UI's Source, Created by and Description columns: set on every run, each
+    description saying what that stage produced (issue #21)."""
+    import getpass
+
+    client, s = run["client"], run["summary"]
+    pipeline = client.get_run(s["pipeline_run_id"])
+    stages = {r.data.tags[STAGE_TAG]: r for r in children(client, s["pipeline_run_id"])}
+    tune = stages["tune"]
+    trials = children(client, tune.info.run_id)
+    for each in [pipeline, *stages.values(), *trials]:
+        tags = each.data.tags
+        assert tags["mlflow.user"] == getpass.getuser(), tags[STAGE_TAG]
+        assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+        assert tags["mlflow.note.content"], tags[STAGE_TAG]
+    name, test = s["model_name"], s["test_metrics"]
+    note = pipeline.data.tags["mlflow.note.content"]
+    assert f"{name} version 1 promoted, served at {s['endpoint']}" in note
+    assert s["dataset_digest"][:12] in note and "tune " in note
+    best = next(t for t in trials if t.data.tags.get("relay.best_trial") == "true")
+    assert f"trial {best.info.run_id}" in tune.data.tags["mlflow.note.content"]
+    assert (
+        f"{len(trials)} trials (random search, asha scheduler)"
+        in tune.data.tags["mlflow.note.content"]
+    )
+    assert (
+        f"roc_auc {test['test_roc_auc']:.4g}" in stages["evaluate"].data.tags["mlflow.note.content"]
+    )
+    assert f"{name} version 1 promoted: all" in stages["register"].data.tags["mlflow.note.content"]
+    assert (
+        f"served at {s['endpoint'].removesuffix('/predict')}"
+        in stages["deploy"].data.tags["mlflow.note.content"]
+    )
+
+
 def test_lineage_links_version_to_trial_tune_pipeline_etl_and_dataset(run):
     client, s = run["client"], run["summary"]
     mv = client.get_model_version_by_alias(s["model_name"], "champion")
