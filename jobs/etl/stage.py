@@ -84,7 +84,7 @@ def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
             digest=dataset.digest,
             source={"uri": dataset.path.as_uri()},
             context="etl-output",
-            schema={"columns": dataset.meta["input_schema"]},
+            schema=dataset.mlflow_schema(),
             profile=dataset.meta["counts"],
         )
     dataset.run_id = run_id

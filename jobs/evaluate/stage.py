@@ -116,6 +116,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
                 + ".",
             },
         )
+        dataset.log_splits(tracker, run_id, {"test": "test"})
         with tempfile.TemporaryDirectory(prefix="relay-plots-") as tmp:
             tracker.log_artifacts(
                 run_id, draw_plots(spec, truth, output, Path(tmp)), artifact_path="plots"

@@ -152,6 +152,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, info: RayInfo) -> T
         ]
         wall = time.perf_counter() - started
         outcome = _record(tracker, run_id, searches, cfg, trial_slots(cfg, info, gpu), wall)
+        for used in (run_id, outcome.best_run_id):  # the search, and the run the model came from
+            dataset.log_splits(tracker, used)
     return outcome
 
 

@@ -118,6 +118,41 @@ def test_summary_has_endpoint_version_digest_and_timings(run):
     assert s["test_metrics"]["test_roc_auc"] > 0.6  # the synthetic label has real signal
 
 
+def test_the_model_run_names_its_data_as_mlflow_datasets_the_ui_can_read(run):
+    """The best trial (the model version's run) and the tune run list the splits as MLflow
+    datasets with contexts training/validation/test; the evaluate run the test split; each
+    schema is MLflow's `mlflow_colspec`, which the UI's dataset drawer renders (issue #21)."""
+    from mlflow.types import Schema
+
+    client, s = run["client"], run["summary"]
+    mv = client.get_model_version_by_alias(s["model_name"], "champion")
+    trial = client.get_run(mv.run_id)
+    tune = client.get_run(trial.data.tags[PARENT_TAG])
+    evaluate = client.get_run(mv.tags["relay.evaluate_run_id"])
+    rows = s["rows"]
+    for used, contexts in (
+        (trial, {"training": "train", "validation": "val", "test": "test"}),
+        (tune, {"training": "train", "validation": "val", "test": "test"}),
+        (evaluate, {"test": "test"}),
+    ):
+        found = {
+            i.tags[0].value: i.dataset for i in used.inputs.dataset_inputs if i.tags
+        }  # the context is the input's mlflow.data.context tag
+        assert set(found) == set(contexts), used.data.tags[STAGE_TAG]
+        for context, split in contexts.items():
+            dataset = found[context]
+            assert dataset.name == f"{run['cfg'].name}-{split}"
+            assert dataset.digest == s["dataset_digest"][:32]
+            assert json.loads(dataset.source)["uri"].endswith(f"/{split}")
+            assert json.loads(dataset.profile) == {"num_rows": rows[f"rows_{split}"]}
+            schema = Schema.from_json(json.dumps(json.loads(dataset.schema)["mlflow_colspec"]))
+            types = {c.name: str(c.type) for c in schema.inputs}
+            assert types["age"].endswith("long") and types["income"].endswith("double")
+            assert types["region"].endswith("string")
+            assert schema.inputs[schema.input_names().index("income")].required is False
+            assert schema.inputs[schema.input_names().index("age")].required is True
+
+
 def test_every_run_has_mlflows_source_user_and_a_description_of_its_outcome(run):
     """The MLflow UI's Source, Created by and Description columns: set on every run, each
     description saying what that stage produced (issue #21)."""
