@@ -50,9 +50,26 @@ def up(
             )
         return running
     root.mkdir(parents=True, exist_ok=True)
-    uri = f"http://{host}:{port}"
+    backend = backend or f"sqlite:///{root / 'mlflow.db'}"
+    command = server_command(host, port, backend, str(root / "artifacts"))
+    env = {}
+    if basic_auth:
+        command += ["--app-name", "basic-auth"]
+        env = _basic_auth(root)
+    process = start(command, root / "server.log", env)
+    record = {"pid": process.pid, "uri": f"http://{host}:{port}", "log": str(root / "server.log")}
+    record["auth"] = "basic" if basic_auth else "none"
+    if basic_auth:
+        record["credentials"] = str(root / CREDENTIALS)
+    wait_healthy(process, record["uri"], record["log"])
+    (root / RECORD).write_text(json.dumps(record))
+    return record
+
+
+def server_command(host: str, port: int, backend: str, artifacts: str) -> list[str]:
+    """`mlflow server`, lean: one worker (the job runner is off in `start`'s environment)."""
     mlflow = Path(sys.executable).parent / "mlflow"
-    command = [
+    return [
         str(mlflow),
         "server",
         "--host",
@@ -60,37 +77,39 @@ def up(
         "--port",
         str(port),
         "--backend-store-uri",
-        backend or f"sqlite:///{root / 'mlflow.db'}",
+        backend,
         "--artifacts-destination",
-        str(root / "artifacts"),
+        artifacts,
         "--workers",
         "1",
     ]
-    log = (root / "server.log").open("ab")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    if basic_auth:
-        command += ["--app-name", "basic-auth"]
-        env.update(_basic_auth(root))
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    record = {"pid": process.pid, "uri": uri, "log": str(root / "server.log")}
-    record["auth"] = "basic" if basic_auth else "none"
-    if basic_auth:
-        record["credentials"] = str(root / CREDENTIALS)
+
+
+def start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """The server in a session of its own (stopped as a group), its output in `log`."""
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env},
+            start_new_session=True,
+        )
+
+
+def wait_healthy(process: subprocess.Popen, uri: str, log: str) -> None:
+    """Until the server answers; stopped, and an error naming its log, if it does not."""
     deadline = time.monotonic() + 90
     try:
         while not _healthy(uri):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise ClusterUnreachableError(
-                    f"mlflow server did not start on {uri} (port taken?); see {record['log']}"
+                    f"mlflow server did not start on {uri} (port taken?); see {log}"
                 )
             time.sleep(0.3)
     except BaseException:  # a Ctrl-C or SIGTERM too: no server left running without a record
         stop_groups([process.pid])
         raise
-    (root / RECORD).write_text(json.dumps(record))
-    return record
 
 
 def status(state_dir: str) -> dict[str, Any] | None:

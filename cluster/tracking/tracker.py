@@ -24,6 +24,7 @@ from cluster.config import RelayConfig
 from cluster.errors import ClusterUnreachableError, ConfigError, TrackingSpooledError
 from cluster.redact import redacted
 from cluster.tracking import retry, spool, values
+from cluster.tracking.links import EXPERIMENT_KIND
 
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "relay.stage"
@@ -147,8 +148,13 @@ class Tracker:
             tracker.experiment_id = (
                 found.experiment_id
                 if found
-                else client.create_experiment(experiment, artifact_location=artifact_root)
+                else client.create_experiment(
+                    experiment, artifact_location=artifact_root, tags=EXPERIMENT_KIND
+                )
             )
+            if found and not EXPERIMENT_KIND.items() <= found.tags.items():  # made before
+                for key, value in EXPERIMENT_KIND.items():
+                    client.set_experiment_tag(found.experiment_id, key, value)
         except ClusterUnreachableError:
             raise
         except Exception as exc:  # MLflow raises many types for an unreachable store

@@ -26,6 +26,7 @@ from jobs.cli import (
     run,
     submit,
     tracking,
+    ui,
 )
 from jobs.console import fail, out
 
@@ -71,6 +72,7 @@ app.command()(monitor.feedback)
 app.command()(lineage.lineage)
 app.command()(lineage.reproduce)
 app.command()(lineage.runs)
+app.command()(ui.ui)
 app.add_typer(tracking.tracking_app, name="tracking")
 app.add_typer(cluster.cluster_app, name="cluster")
 app.add_typer(submit.jobs_app, name="jobs")

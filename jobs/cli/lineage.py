@@ -33,7 +33,7 @@ ConfigOption = Annotated[
 ]
 
 
-def _store(tracking_uri: str | None, config: Path | None) -> str:
+def store(tracking_uri: str | None, config: Path | None) -> str:
     """The tracking URI: --tracking-uri, the config's, $MLFLOW_TRACKING_URI, .relay/mlflow.db."""
     import os
 
@@ -47,11 +47,11 @@ def _store(tracking_uri: str | None, config: Path | None) -> str:
     )
 
 
-def _tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
+def tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
     """A client on a store that exists and answers (a read never creates one)."""
     from cluster.tracking.reader import read_client
 
-    return read_client(_store(tracking_uri, config))
+    return read_client(store(tracking_uri, config))
 
 
 def lineage(
@@ -73,7 +73,7 @@ def lineage(
     from jobs.pipeline import lineage as lineage_mod
 
     try:
-        client = _tracking_client(tracking_uri, config)
+        client = tracking_client(tracking_uri, config)
         found = lineage_mod.chain(client, *lineage_mod.model_of(client, target))
     except RelayError as exc:
         fail(exc)
@@ -134,9 +134,9 @@ def reproduce(
     from jobs.pipeline.reproduce import reproduce as run_reproduction
 
     try:
-        store = _store(tracking_uri, config)
-        _tracking_client(store, None)  # the recorded run must be there: never create a store
-        result = run_reproduction(run_id, store, allow_code_change, tolerance, address)
+        uri = store(tracking_uri, config)
+        tracking_client(uri, None)  # the recorded run must be there: never create a store
+        result = run_reproduction(run_id, uri, allow_code_change, tolerance, address)
     except RelayError as exc:
         fail(exc)
     for warning in result["warnings"]:
@@ -158,7 +158,7 @@ def runs(
     from jobs.pipeline.lineage import iso_time, tag_of
 
     try:
-        client = _tracking_client(tracking_uri, config)
+        client = tracking_client(tracking_uri, config)
     except RelayError as exc:
         fail(exc)
     experiments = [e.experiment_id for e in client.search_experiments()]

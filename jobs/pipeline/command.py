@@ -15,6 +15,7 @@ from rich.text import Text
 
 from cluster.configfile import load_config, parse_overrides
 from cluster.errors import ConfigError, GateFailedError, RelayError, TrackingSpooledError
+from cluster.tracking.links import ui_links
 from jobs.console import err, labelled, out
 from jobs.gates import report
 from jobs.pipeline import runner
@@ -40,7 +41,7 @@ def run_command(
         if as_json:
             print(json.dumps(summary, default=str), flush=True)
         elif not ci:
-            print_summary(summary, keep_serving)
+            print_summary(summary, keep_serving, config)
 
     try:
         if until not in runner.STAGES:
@@ -85,7 +86,7 @@ def run_command(
     return 0
 
 
-def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
+def print_summary(s: dict[str, Any], keep_serving: bool, config: Path) -> None:
     rows = s.get("rows", {})
     out.print()
     out.print(
@@ -135,8 +136,16 @@ def print_summary(s: dict[str, Any], keep_serving: bool) -> None:
     table.add_row(*(f"{v:.2f}" for v in s["stage_seconds"].values()), f"{s['total_seconds']:.2f}")
     out.print(table)
     uri = s["tracking_uri"]
-    ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
-    out.print(f"  MLflow     {ui}  → experiment {s['experiment_id']}, run {s['pipeline_run_id']}")
+    if uri.startswith(("http://", "https://")):  # a server: its UI is there now
+        links = ui_links(uri, s["experiment_id"], s["pipeline_run_id"], s.get("model_name"),
+                         s.get("model_version"))  # fmt: skip
+        for name, link in links.items():
+            out.print(f"  MLflow     {name.replace('_', ' ')}: {link}")
+    else:
+        out.print(
+            f"  MLflow     relay ui {config}  → experiment {s['experiment_id']}, "
+            f"run {s['pipeline_run_id']}"
+        )
     if "endpoint" in s:
         out.print(
             "  serving until Ctrl-C"

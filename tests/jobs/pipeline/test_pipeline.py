@@ -26,6 +26,7 @@ from cluster.compute.serveflags import haproxy_binary
 from cluster.config import ServeConfig
 from cluster.configfile import parse_config
 from cluster.errors import ServingError
+from cluster.processes import alive
 from cluster.tracking.registry import aliased, load_verified, resolve
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
@@ -151,6 +152,59 @@ def test_the_model_run_names_its_data_as_mlflow_datasets_the_ui_can_read(run):
             assert types["region"].endswith("string")
             assert schema.inputs[schema.input_names().index("income")].required is False
             assert schema.inputs[schema.input_names().index("age")].required is True
+
+
+def test_relay_ui_serves_the_store_with_links_to_the_model_training_views_and_stops_on_sigterm(
+    run,
+):
+    """`relay ui CONFIG` starts the MLflow UI on the run's store (127.0.0.1, a free port),
+    prints links that open the experiment, the pipeline run and its version in the
+    machine-learning view, and on SIGTERM stops the server it started, exit 0 (issue #21)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    s = run["summary"]
+    config = Path(s["dataset_path"]).parents[2] / "ui-config.yaml"
+    config.write_text(yaml.safe_dump(run["cfg"].model_dump(mode="json", exclude_none=True)))
+    relay = str(Path(sys.executable).parent / "relay")
+    ui = subprocess.Popen(
+        [relay, "ui", str(config), "--json"], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        shown = json.loads(ui.stdout.readline())
+        base, links = shown["url"], shown["links"]
+        assert base.startswith("http://127.0.0.1:")
+        experiment = s["experiment_id"]
+        view = "?workflowType=machine_learning"
+        assert links == {
+            "experiment": f"{base}/#/experiments/{experiment}{view}",
+            "run": f"{base}/#/experiments/{experiment}/runs/{s['pipeline_run_id']}{view}",
+            "model_version": f"{base}/#/models/{s['model_name']}/versions/1{view}",
+        }
+        page = httpx.get(base + "/", timeout=30)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        got = httpx.get(
+            f"{base}/api/2.0/mlflow/experiments/get", params={"experiment_id": experiment}
+        ).json()["experiment"]
+        kind = {t["key"]: t["value"] for t in got["tags"]}["mlflow.experimentKind"]
+        assert kind == "custom_model_development"  # opens as a model-training experiment
+        version = httpx.get(
+            f"{base}/api/2.0/mlflow/model-versions/get",
+            params={"name": s["model_name"], "version": "1"},
+        )
+        assert version.status_code == 200
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+    assert not alive(shown["pid"])  # the server it started
+    with pytest.raises(httpx.TransportError):
+        httpx.get(base + "/health", timeout=5)
 
 
 def test_every_run_has_mlflows_source_user_and_a_description_of_its_outcome(run):
