@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -77,6 +78,28 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+@contextlib.contextmanager
+def fluent_uri(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (`mlflow.*`, and client calls built on it such as `load_table`)
+    pointed at `tracking_uri` for the block. set_tracking_uri also sets MLFLOW_TRACKING_URI,
+    which every later subprocess of the test process would inherit: the env is restored too."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    with mock.patch.dict(os.environ):
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before)
+
+
+def load_table(client: Any, run: Any, name: str) -> Any:
+    """A run's table, read by MLflow's own `load_table` (a DataFrame)."""
+    with fluent_uri(client.tracking_uri):
+        return client.load_table(run.info.experiment_id, name, [run.info.run_id])
 
 
 def default_sigint() -> None:

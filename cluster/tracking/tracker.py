@@ -288,6 +288,18 @@ class Tracker:
     def log_dict(self, run_id: str, data: Mapping[str, Any], artifact_file: str) -> None:
         self.log_text(run_id, json.dumps(data, indent=2, default=str), artifact_file)
 
+    def log_tables(self, run_id: str, tables: Mapping[str, Mapping[str, list[Any]]]) -> None:
+        """Tables (file name -> columns of values) as MLflow's run tables: JSON in pandas'
+        `split` layout, listed in the run's `mlflow.loggedArtifacts` tag, so the UI shows
+        them as tables (`MlflowClient.load_table` reads them) rather than as one chart per
+        value. All of a run's tables in one call: the tag is written once, not read back."""
+        listed = []
+        for name, columns in tables.items():
+            rows = [list(row) for row in zip(*columns.values(), strict=True)]
+            self.log_text(run_id, json.dumps({"columns": list(columns), "data": rows}), name)
+            listed.append({"path": name, "type": "table"})
+        self.log(run_id, tags={LOGGED_ARTIFACTS: json.dumps(listed)})
+
     def log_input(
         self,
         run_id: str,
@@ -368,6 +380,7 @@ CODE_ENV = {
 
 
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (markdown)
+LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"  # the run's tables, for the UI
 SUBMITTED_ENV = "RELAY_SUBMISSION_ID"  # set in a job `relay submit` started
 
 

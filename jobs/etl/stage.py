@@ -41,6 +41,8 @@ from jobs.progress import StageRuns
 log = logging.getLogger(__name__)
 
 DIGEST_FORMAT = 2
+REJECTS_TABLE = "rejects.json"  # rows quarantined, per column and reason
+PII_TABLE = "pii_found.json"  # PII findings, per column and kind
 
 
 def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
@@ -61,12 +63,7 @@ def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
                 "duplicates": meta["duplicates"],
                 "pii_scan": cfg.etl.pii_scan,
             },
-            metrics={
-                **counts,
-                "reject_rate": meta["reject_rate"],
-                **{f"rejects.{k.replace(':', '.')}": v for k, v in meta["reasons"].items()},
-                **{f"pii_found.{k.replace(':', '.')}": v for k, v in meta["pii_findings"].items()},
-            },
+            metrics={**counts, "reject_rate": meta["reject_rate"]},
             tags={
                 "relay.dataset_digest": dataset.digest,
                 "relay.dataset_path": str(dataset.path),
@@ -74,6 +71,13 @@ def run(cfg: RelayConfig, runs: StageRuns, reuse: bool = True) -> Dataset:
                 "relay.build_key": dataset.meta["build_key"],
                 "relay.etl_reused": str(dataset.reused).lower(),
                 NOTE_TAG: _note(dataset),
+            },
+        )
+        tracker.log_tables(
+            run_id,
+            {
+                REJECTS_TABLE: by_column(meta["reasons"], "reason", "rows"),
+                PII_TABLE: by_column(meta["pii_findings"], "finding", "rows"),
             },
         )
         tracker.log_artifact(run_id, dataset.path / META)
@@ -191,6 +195,13 @@ def _note(dataset: Dataset) -> str:
         f"{what} {counts['rows_out']} rows out, {counts['rows_rejected']} quarantined. "
         f"Dataset {dataset.digest[:16]} at {dataset.path}."
     )
+
+
+def by_column(counts: dict[str, int], kind: str, value: str) -> dict[str, list[Any]]:
+    """`{"age:type": 14}` as table columns: column, what, count (one row per pair)."""
+    pairs = [(*key.split(":", 1), n) for key, n in counts.items()]
+    columns, what, numbers = zip(*pairs, strict=True) if pairs else ((), (), ())
+    return {"column": list(columns), kind: list(what), value: list(numbers)}
 
 
 def split_params(split: dict[str, Any]) -> dict[str, Any]:

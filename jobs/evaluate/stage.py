@@ -7,7 +7,6 @@ metrics describe the model exactly as it will be served.
 from __future__ import annotations
 
 import importlib
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,14 @@ import pyarrow as pa
 from cluster.config import DriftGate, RelayConfig
 from cluster.tracking.tracker import NOTE_TAG
 from jobs.artifacts import Dataset, Evaluation, TuneOutcome
-from jobs.metrics.groups import group_metrics
+from jobs.metrics.groups import group_metrics, group_table
 from jobs.metrics.task import metrics_of, true_values
 from jobs.models import families
 from jobs.progress import StageRuns
 from serving import drift
 
 SPEC_FORMAT = "relay.model/2"
-METRIC_UNSAFE = re.compile(r"[^\w\-. /]")  # group values are data: MLflow refuses other characters
+GROUPS_TABLE = "groups.json"  # per sensitive column and group: n, tpr, positive rate, ...
 
 
 def exported(
@@ -97,16 +96,7 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
         evaluation.groups = group_metrics(cfg, spec, test, truth, output)
         tracker.log(
             run_id,
-            metrics={
-                **evaluation.metrics,
-                **{
-                    f"group.{column}.{METRIC_UNSAFE.sub('_', group)}.{k}": v
-                    for column, by_group in evaluation.groups.items()
-                    for group, values in by_group.items()
-                    for k, v in values.items()
-                    if v is not None
-                },
-            },
+            metrics=evaluation.metrics,
             params={"dataset_digest": dataset.digest, "trial_run_id": outcome.best_run_id},
             tags={
                 "relay.dataset_digest": dataset.digest,
@@ -117,6 +107,8 @@ def run(cfg: RelayConfig, runs: StageRuns, dataset: Dataset, outcome: TuneOutcom
             },
         )
         dataset.log_splits(tracker, run_id, {"test": "test"})
+        if evaluation.groups:
+            tracker.log_tables(run_id, {GROUPS_TABLE: group_table(evaluation.groups)})
         with tempfile.TemporaryDirectory(prefix="relay-plots-") as tmp:
             tracker.log_artifacts(
                 run_id, draw_plots(spec, truth, output, Path(tmp)), artifact_path="plots"

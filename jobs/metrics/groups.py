@@ -39,6 +39,19 @@ def group_metrics(
     return out
 
 
+def group_table(groups: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, list[Any]]:
+    """`group_metrics` as table columns: one row per (column, group), a column per metric."""
+    names = sorted({k for by_group in groups.values() for v in by_group.values() for k in v})
+    rows = [(c, g, v) for c, by_group in groups.items() for g, v in by_group.items()]
+    table: dict[str, list[Any]] = {
+        "column": [c for c, _, _ in rows],
+        "group": [g for _, g, _ in rows],
+    }
+    for name in names:
+        table[name] = [v.get(name) for _, _, v in rows]
+    return table
+
+
 def group_masks(groups: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(group, row mask) per group, in name order; values compared as text (None, categories)."""
     labels = np.array([str(g) for g in groups])

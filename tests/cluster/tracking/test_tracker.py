@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from cluster.tracking.tracker import Tracker
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_table
 
 
 def test_an_interrupt_is_not_masked_when_the_failed_end_cannot_be_written(tmp_path):
@@ -65,3 +65,35 @@ def test_a_sigterm_landing_inside_a_write_still_ends_the_run_failed(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["FAILED"] * 30
+
+
+def test_tables_are_mlflow_run_tables_the_ui_lists(tmp_path):
+    """`log_tables` writes what `MlflowClient.load_table` reads and lists each in the run's
+    `mlflow.loggedArtifacts` tag, the UI's cue to show it as a table."""
+    import json
+
+    tracker = Tracker.open(f"sqlite:///{tmp_path / 'mlflow.db'}", "tables")
+    with tracker.run("etl", stage="etl") as run_id:
+        tracker.log_tables(
+            run_id,
+            {
+                "rejects.json": {
+                    "column": ["age", "region"],
+                    "reason": ["type", "set"],
+                    "rows": [14, 3],
+                },
+                "pii_found.json": {"column": [], "finding": [], "rows": []},
+            },
+        )
+    run = tracker.client.get_run(run_id)
+    assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [
+        {"path": "rejects.json", "type": "table"},
+        {"path": "pii_found.json", "type": "table"},
+    ]
+    table = load_table(tracker.client, run, "rejects.json")
+    assert table[["column", "reason", "rows"]].values.tolist() == [
+        ["age", "type", 14],
+        ["region", "set", 3],
+    ]
+    empty = load_table(tracker.client, run, "pii_found.json")
+    assert list(empty.columns[:3]) == ["column", "finding", "rows"] and len(empty) == 0

@@ -25,7 +25,7 @@ from cluster.tracking.registry import REJECTED, aliased
 from jobs import progress
 from jobs.etl import synthetic
 from jobs.pipeline.command import run_command
-from tests.conftest import ci_raw, free_port, merge, write_csv
+from tests.conftest import ci_raw, free_port, load_table, merge, write_csv
 
 FAST = {"tune": {"num_samples": 1}, "train": {"epochs": 2}}
 
@@ -119,7 +119,14 @@ def test_a_clean_run_is_promoted_and_served(champion):
     plots = {a.path for a in client.list_artifacts(evaluate, "plots")}
     assert plots == {"plots/roc.png", "plots/calibration.png", "plots/confusion_matrix.png"}
     evaluate_run = client.get_run(evaluate).data
-    assert "group.gender.female.tpr" in evaluate_run.metrics
+    assert not [m for m in evaluate_run.metrics if m.startswith("group.")]  # a table, not charts
+    assert json.loads(evaluate_run.tags["mlflow.loggedArtifacts"]) == [
+        {"path": "groups.json", "type": "table"}
+    ]
+    groups = load_table(client, client.get_run(evaluate), "groups.json")  # MLflow reads it
+    female = groups[(groups["column"] == "gender") & (groups["group"] == "female")]
+    assert len(female) == 1 and 0 <= float(female["tpr"].iloc[0]) <= 1
+    assert female["n"].iloc[0] > 0
     assert evaluate_run.tags["relay.promoted"] == "true"
     assert evaluate_run.tags["relay.gate.data.drift.psi"].startswith("passed: no champion")
 

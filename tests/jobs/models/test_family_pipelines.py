@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from cluster.tracking.registry import load_verified, resolve
 from jobs.pipeline import runner
 from jobs.predict.batch import STATUS, batch
 from serving.model import Predictor
+from tests.conftest import fluent_uri
 from tests.tasks import task_config
 
 USERMODELS = Path(__file__).resolve().parents[2] / "fixtures" / "usermodels"
@@ -30,15 +30,8 @@ def pyfunc_predictions(tracking_uri: str, model_uri: str, rows: list[dict]) -> A
     import mlflow
     import pandas as pd
 
-    before = mlflow.get_tracking_uri()
-    # set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later subprocess of this test
-    # process would inherit (a submitted job then logged to this store): the env is restored too
-    with mock.patch.dict(os.environ):
-        mlflow.set_tracking_uri(tracking_uri)
-        try:
-            model = mlflow.pyfunc.load_model(model_uri)
-        finally:
-            mlflow.set_tracking_uri(before)
+    with fluent_uri(tracking_uri):
+        model = mlflow.pyfunc.load_model(model_uri)
     return model.predict(pd.DataFrame(rows))
 
 
@@ -183,7 +176,6 @@ def test_a_gbdt_trial_over_two_workers_boosts_on_both_shards_and_keeps_the_best_
 def test_mlflow_models_serve_answers_as_relays_endpoint(ray_cluster, make_config, tmp_path):
     """`mlflow models serve -m models:/<name>@champion` (MLflow's own server, in this
     environment) scores a registered version; its answers are the Predictor's."""
-    import os
     import subprocess
     import sys
     import time

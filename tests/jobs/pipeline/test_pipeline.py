@@ -32,7 +32,7 @@ from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
 from serving.model import Predictor
 from tests.cli_output import json_output, own_stdout
-from tests.conftest import ci_raw, free_port, merge, ours_titled, write_csv
+from tests.conftest import ci_raw, free_port, load_table, merge, ours_titled, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,11 @@ def test_the_model_run_names_its_data_as_mlflow_datasets_the_ui_can_read(run):
     trial = client.get_run(mv.run_id)
     tune = client.get_run(trial.data.tags[PARENT_TAG])
     evaluate = client.get_run(mv.tags["relay.evaluate_run_id"])
+    etl = client.get_run(mv.tags["relay.etl_run_id"])
+    assert not [m for m in etl.data.metrics if m.startswith(("rejects.", "pii_found."))]
+    rejects = load_table(client, etl, "rejects.json")
+    found = zip(rejects["column"], rejects["reason"], rejects["rows"], strict=True)
+    assert {f"{c}:{r}": n for c, r, n in found} == s["rejects"]  # one table, not 1 chart each
     rows = s["rows"]
     for used, contexts in (
         (trial, {"training": "train", "validation": "val", "test": "test"}),
