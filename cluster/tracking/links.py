@@ -20,10 +20,15 @@ def ui_links(
     version: int | str | None = None,
 ) -> dict[str, str]:
     """The experiment, a run of it and a model version, as UI links under `base`."""
-    root = base.rstrip("/")
-    links = {"experiment": f"{root}/#/experiments/{experiment_id}?{VIEW}"}
+    root = base.rstrip("/") + "/"
+    links = {"experiment": f"{root}#/experiments/{experiment_id}?{VIEW}"}
     if run_id:
-        links["run"] = f"{root}/#/experiments/{experiment_id}/runs/{run_id}?{VIEW}"
+        links["run"] = root + run_fragment(experiment_id, run_id)
     if model and version is not None:
-        links["model_version"] = f"{root}/#/models/{model}/versions/{version}?{VIEW}"
+        links["model_version"] = f"{root}#/models/{model}/versions/{version}?{VIEW}"
     return links
+
+
+def run_fragment(experiment_id: str, run_id: str) -> str:
+    """A run's page as a link relative to the UI (markdown in the UI: a model card)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{VIEW}"

@@ -63,7 +63,7 @@ def markdown(gates: dict[str, Any]) -> str:
         mark = {"FAIL": "❌", "warn": "⚠️", "pass": "✅"}[_status(r)]
         reason = r["reason"].replace("|", "\\|")
         lines.append(
-            f"| {mark} | `{r['gate']}` | {_number(r['value'])} | {_number(r['threshold'])} "
+            f"| {mark} | `{r['gate']}` | {number(r['value'])} | {number(r['threshold'])} "
             f"| {reason} |"
         )
     return "\n".join(lines)
@@ -75,5 +75,11 @@ def _status(r: dict[str, Any]) -> str:
     return "warn" if r.get("warning") else "pass"
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+def number(value: float | None) -> str:
+    """A figure as a person reads it: counts whole with thousands separators (14,540, not
+    1.454e+04), other values to 4 significant digits."""
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+    return f"{int(value)}" if float(value).is_integer() else f"{value:.4g}"

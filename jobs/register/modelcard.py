@@ -7,9 +7,11 @@ and lineage ids), so it says only what the pipeline measured.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cluster.config import RelayConfig, Role
+from cluster.tracking.links import run_fragment
 from jobs.gates import report
 
 PII_POLICY = {"drop": "dropped", "hash": "keyed-hashed (HMAC-SHA256)"}
@@ -23,7 +25,9 @@ def render(
     groups: dict[str, dict[str, dict[str, float | None]]],
     gates: dict[str, Any],
     lineage: dict[str, str],
+    experiment_id: str | None = None,
 ) -> str:
+    """The card's markdown; with `experiment_id`, each run id links to its run in the UI."""
     status = "promoted to @" + cfg.serve.alias if gates["promoted"] else "rejected (not served)"
     counts = meta["counts"]
     lines = [
@@ -45,7 +49,7 @@ def render(
         f"{_names(cfg, Role.sensitive)}.",
         "",
         "## Lineage",
-        *(f"- {key}: `{value}`" for key, value in lineage.items() if value),
+        *(f"- {key}: {_run(value, experiment_id)}" for key, value in lineage.items() if value),
         "",
         "## Training",
         f"- Family: {spec.get('family', 'mlp')}"
@@ -54,8 +58,8 @@ def render(
             if "library" in spec
             else ""
         ),
-        f"- Hyper-parameters: {spec['hyperparameters']}",
-        f"- Architecture: {spec['architecture']}",
+        f"- Hyper-parameters: {_values(spec['hyperparameters'])}",
+        f"- Architecture: {_values(spec['architecture'])}",
         "",
         "## Metrics (held-out test split)",
         "Plots (ROC, calibration, confusion matrix or residuals): artifacts `plots/` of the "
@@ -63,7 +67,10 @@ def render(
         "",
         "| metric | value |",
         "|---|---:|",
-        *(f"| {k.removeprefix('test_')} | {v:.4g} |" for k, v in sorted(metrics.items())),
+        *(
+            f"| {k.removeprefix('test_')} | {report.number(v)} |"
+            for k, v in sorted(metrics.items())
+        ),
         "",
     ]
     for column, by_group in groups.items():
@@ -73,7 +80,7 @@ def render(
             "| group | " + " | ".join(names) + " |",
             "|---|" + "---:|" * len(names),
             *(
-                f"| {group} | " + " | ".join(_cell(values.get(n)) for n in names) + " |"
+                f"| {group} | " + " | ".join(report.number(values.get(n)) for n in names) + " |"
                 for group, values in by_group.items()
             ),
             "",
@@ -137,5 +144,19 @@ def _findings(findings: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in sorted(findings.items())) or "none"
 
 
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
+def _run(run_id: str, experiment_id: str | None) -> str:
+    return (
+        f"[`{run_id}`]({run_fragment(experiment_id, run_id)})" if experiment_id else f"`{run_id}`"
+    )
+
+
+def _values(settings: dict[str, Any]) -> str:
+    """`lr` 0.003, `depth` 2: values, not a dict's repr; nested ones (a list of widths) as
+    they are written in a config."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return json.dumps(value) if isinstance(value, list | dict) else str(value)
+        return report.number(value)
+
+    return ", ".join(f"`{k}` {shown(v)}" for k, v in settings.items()) or "none"

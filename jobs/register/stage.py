@@ -121,6 +121,7 @@ def run(
             evaluation.groups,
             gates,
             {k.removeprefix("relay."): v for k, v in lineage.items() if k.endswith("_run_id")},
+            tracker.experiment_id,
         )
         tracker.log_text(run_id, card, MODEL_CARD)
         description = card

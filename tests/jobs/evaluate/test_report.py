@@ -55,18 +55,18 @@ def test_model_card_states_data_lineage_metrics_groups_gates_and_limitations():
         "task": "classification",
         "features": {"label": {"name": "defaulted"}},
         "input_schema": [{"name": "age"}, {"name": "income"}],
-        "hyperparameters": {"lr": 0.01},
-        "architecture": {"depth": 1},
+        "hyperparameters": {"lr": 0.0031234, "batch_size": 256, "widths": [64, 32]},
+        "architecture": {"depth": 1, "activation": "relu"},
     }
     groups = {
         "gender": {
-            "female": {"n": 430.0, "tpr": 0.7},
+            "female": {"n": 14540.0, "tpr": 0.7},
             "other": {"n": 12.0, "tpr": None},
         }
     }
     record = gatereport.record("credit", 2, False, 1, [checks.reject_rate(0.02, 0.01)])
     card = modelcard.render(
-        cfg, meta, spec, {"test_roc_auc": 0.78}, groups, record, {"pipeline_run_id": "p1"}
+        cfg, meta, spec, {"test_roc_auc": 0.78}, groups, record, {"pipeline_run_id": "p1"}, "7"
     )
     assert card.startswith("# Model card: credit version 2\n")
     assert "**Status:** rejected (not served)" in card
@@ -74,7 +74,12 @@ def test_model_card_states_data_lineage_metrics_groups_gates_and_limitations():
     assert "Splits by id hash (`customer_id`): train 4,100" in card
     assert "declared PII columns `email` are dropped" in card
     assert "Sensitive columns (kept out of the inputs, used to measure fairness): `gender`" in card
-    assert "- pipeline_run_id: `p1`" in card
+    assert (
+        "- pipeline_run_id: [`p1`](#/experiments/7/runs/p1?workflowType=machine_learning)" in card
+    )
+    assert "- Hyper-parameters: `lr` 0.003123, `batch_size` 256, `widths` [64, 32]" in card
+    assert "- Architecture: `depth` 1, `activation` relu" in card
+    assert "| female | 14,540 | 0.7 |" in card  # a count, not 1.454e+04
     assert "| roc_auc | 0.78 |" in card
     assert "| other | 12 | - |" in card
     assert "| ❌ | `data.reject_rate` |" in card
