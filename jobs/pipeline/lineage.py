@@ -14,6 +14,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from cluster.errors import ConfigError
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
@@ -232,6 +233,58 @@ def dot(c: dict[str, Any]) -> str:
         lines.append(f'  {node_id} [label="{label}"];')
         lines += [f"  {p} -> {node_id};" for p in parents]
     return "\n".join([*lines, "}"])
+
+
+BOX_HEIGHT, CHAR_WIDTH, GAP_X, GAP_Y, PAD = 28, 7.2, 48, 16, 12
+
+
+def svg(c: dict[str, Any]) -> str:
+    """The chain as an SVG image, left to right (MLflow's artifact viewer shows SVG; it
+    shows a .mmd file as text). Each node sits in the column of its longest path from a raw
+    file; edges run from a node's right side to its child's left side."""
+    nodes = _graph(c)
+    depth: dict[str, int] = {}
+    for node_id, _, parents in nodes:  # parents come first in _graph's order
+        depth[node_id] = 1 + max((depth[p] for p in parents), default=-1)
+    columns: dict[int, list[tuple[str, str]]] = {}
+    for node_id, label, _ in nodes:
+        columns.setdefault(depth[node_id], []).append((node_id, label))
+    width = {
+        d: max(len(label) for _, label in col) * CHAR_WIDTH + 2 * PAD for d, col in columns.items()
+    }
+    tallest = max(len(col) for col in columns.values())
+    height = tallest * (BOX_HEIGHT + GAP_Y) - GAP_Y
+    box: dict[str, tuple[float, float, float]] = {}  # node -> x, y, width
+    x = float(PAD)
+    for d in sorted(columns):
+        col = columns[d]
+        top = PAD + (height - (len(col) * (BOX_HEIGHT + GAP_Y) - GAP_Y)) / 2
+        for row, (node_id, _) in enumerate(col):
+            box[node_id] = (x, top + row * (BOX_HEIGHT + GAP_Y), width[d])
+        x += width[d] + GAP_X
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{x - GAP_X + PAD:.0f}" '
+        f'height="{height + 2 * PAD:.0f}" font-family="sans-serif" font-size="12">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
+        'markerHeight="8" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+    ]
+    for node_id, _, parents in nodes:
+        cx, cy, _ = box[node_id]
+        for parent in parents:
+            px, py, pw = box[parent]
+            parts.append(
+                f'<line class="edge" x1="{px + pw:.1f}" y1="{py + BOX_HEIGHT / 2:.1f}" '
+                f'x2="{cx:.1f}" y2="{cy + BOX_HEIGHT / 2:.1f}" stroke="#555" '
+                'marker-end="url(#arrow)"/>'
+            )
+    for node_id, label, _ in nodes:
+        bx, by, bw = box[node_id]
+        parts.append(
+            f'<g class="node" id="{node_id}"><rect x="{bx:.1f}" y="{by:.1f}" width="{bw:.1f}" '
+            f'height="{BOX_HEIGHT}" rx="6" fill="#eef4fb" stroke="#3b6ea8"/>'
+            f'<text x="{bx + PAD:.1f}" y="{by + BOX_HEIGHT / 2 + 4:.1f}">{escape(label)}</text></g>'
+        )
+    return "\n".join([*parts, "</svg>"])
 
 
 def _graph(c: dict[str, Any]) -> list[tuple[str, str, list[str]]]:

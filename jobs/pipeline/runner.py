@@ -218,6 +218,7 @@ def run(
                     lambda: lineage.chain(tracker.client, cfg.model.name, summary["model_version"])
                 )
                 tracker.log_text(pid, lineage.mermaid(graph), "lineage.mmd")
+                tracker.log_text(pid, lineage.svg(graph), "lineage.svg")  # the UI draws it
             state.finished = True
             progress.save(cfg, state)
         if on_summary:

@@ -681,7 +681,7 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     )
     assert own_stdout(graph).startswith("graph LR") and "raw0 --> etl" in graph.output
     artifacts = {a.path for a in run["client"].list_artifacts(s["pipeline_run_id"])}
-    assert "lineage.mmd" in artifacts
+    assert {"lineage.mmd", "lineage.svg"} <= artifacts  # the text, and the image the UI draws
     unknown = CliRunner().invoke(app, ["lineage", "a/b/c/d", *uri])
     assert unknown.exit_code == 2 and "expected models:/name@alias" in unknown.output
     no_run = CliRunner().invoke(app, ["lineage", "deadbeef", *uri])
