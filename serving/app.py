@@ -45,6 +45,7 @@ PREDICTING = ("/predict", "/predict/batch", "/invocations", "/infer")  # refusal
 bearer = HTTPBearer(auto_error=False)
 RECORD_BYTES = 64 * 1024  # request body allowance per record: far above any real record
 VERSION = metadata.version("relay")
+PENDING_POLL_SECONDS = 5.0  # an app built before its champion existed looks this often
 
 
 class ErrorBody(BaseModel):
@@ -171,6 +172,7 @@ class Served:
     predictor: Any  # serving.model.Predictor
     spec: dict[str, Any]
     log_schema: Any  # pyarrow.Schema of this version's inference log rows
+    records: TypeAdapter  # list[this version's request model]: what protocol routes check
 
     def info(self) -> dict[str, Any]:
         return {
@@ -181,12 +183,16 @@ class Served:
         }
 
 
-def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> type:
+def model_server(request: type[BaseModel] | None, max_records: int, *, auth: bool) -> type:
     """The ingress class with routes typed by `request` (a model's generated input schema).
 
+    `request` None (no champion yet when the app was built): the routes take any JSON
+    object and check it against the version the replica loads, with the same 422s.
     Bodies are capped at RECORD_BYTES per record allowed (413): without a cap, a replica was
     still parsing a 36 MB body a minute later. `auth`: the prediction routes need the token.
     """
+    typed = request is not None
+    record_type: Any = request if typed else dict[str, Any]
     from fastapi.exception_handlers import http_exception_handler
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -215,7 +221,6 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
     api.add_exception_handler(RequestValidationError, refused_input)
     api.add_exception_handler(StarletteHTTPException, refused_http)
     api.add_exception_handler(ProtocolError, refused_protocol)
-    records_of = TypeAdapter(list[request])  # a protocol's records, checked as /predict's
     oip_route: dict[str, Any] = {
         "response_model": dict[str, Any],
         "responses": error_responses(auth, batch_bytes, OipErrorBody)
@@ -224,7 +229,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
     }
 
     class BatchRequest(BaseModel):
-        records: list[request] = Field(  # type: ignore[valid-type]
+        records: list[record_type] = Field(  # type: ignore[valid-type]
             max_length=max_records, description="Records, each shaped like /predict's body."
         )
 
@@ -337,7 +342,14 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                 self.inference.close()
 
         async def reconfigure(self, user_config: dict[str, Any]) -> None:
-            """Load the versions `build` resolved; requests keep flowing to the old ones."""
+            """Load the versions `build` resolved; requests keep flowing to the old ones.
+            No version (no champion when the app was built): poll the alias until one is."""
+            if user_config["version"] is None:
+                if self.poller is None:
+                    self.poller = asyncio.get_running_loop().create_task(self._poll())
+                log.warning("no %s@%s yet: answering 503 until one is registered",
+                            self.args.model_name, self.args.alias)  # fmt: skip
+                return
             champion = await asyncio.to_thread(self._load, user_config["version"])
             challenger = None
             if user_config.get("challenger") is not None:
@@ -360,8 +372,12 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
         async def _poll(self) -> None:
             """Follow the aliases: a promotion reaches this replica without a redeploy."""
             while True:
-                await asyncio.sleep(self.args.poll_alias_seconds or 0)
+                await asyncio.sleep(self.args.poll_alias_seconds or PENDING_POLL_SECONDS)
                 try:
+                    if self.served is None and not await asyncio.to_thread(
+                        has_champion, self.client, self.args
+                    ):
+                        continue
                     champion, challenger = await asyncio.to_thread(
                         alias_versions, self.client, self.args
                     )
@@ -378,7 +394,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
                     other_inputs = {
                         v.ref.version for v in loaded if v.spec["input_schema"] != schema
                     }
-                    if schema is not None and other_inputs:
+                    if typed and schema is not None and other_inputs:  # routes typed by it
                         log.warning(
                             "aliases moved to version(s) %s with another input schema: "
                             "redeploy to serve them",
@@ -398,6 +414,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             from cluster.tracking.registry import load_verified, resolve
             from serving.inference_log import log_schema
             from serving.model import Predictor
+            from serving.schema import request_model
 
             for loaded in (self.served, self.challenger):
                 if loaded and loaded.ref.version == version:
@@ -406,7 +423,9 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             spec, files = load_verified(self.client, ref)
             if self.live_drift is not None:
                 self.live_drift.serve(ref.version, spec)
-            return Served(ref, Predictor(spec, files), spec, log_schema(spec))
+            request = request_model(spec["input_schema"], spec["features"], spec.get("id_column"))
+            checks = TypeAdapter(list[request])
+            return Served(ref, Predictor(spec, files), spec, log_schema(spec), checks)
 
         @api.get("/livez")
         def livez(self) -> dict[str, str]:
@@ -452,14 +471,15 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
         )
         async def predict(
             self,
-            record: request,  # type: ignore[valid-type]
+            record: record_type,  # type: ignore[valid-type]
             credentials: HTTPAuthorizationCredentials | None = Depends(credentials_of),
         ) -> Response:
             """One record in; its prediction, the model version and a request id out."""
             self.auth.check(credentials)
             began = time.perf_counter()
-            inputs = record.model_dump()
-            result, served = await self._one(self._current(), inputs)
+            served = self._current()
+            inputs = record.model_dump() if typed else _checked(served, [record], ("body",))[0]
+            result, served = await self._one(served, inputs)
             ids = _ids(served)
             self._count(served, 1, began)
             self._log(served, "predict", ids["request_id"], [inputs], [result], began)
@@ -481,6 +501,8 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             began = time.perf_counter()
             served = self._current()
             rows = body.model_dump()["records"]  # one call, not one per record
+            if not typed:
+                rows = _checked(served, rows, ("body", "records"))
             predictions = served.predictor.predict_records(rows) if rows else []
             ids = _ids(served)
             self._count(served, len(rows), began)
@@ -505,10 +527,11 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             self.auth.check(credentials)
             began = time.perf_counter()
             body = await _json(request, protocols.mlflow_error)
+            served = self._current()
             rows = protocols.checked(
-                protocols.mlflow_records(body), records_of, self.args.max_request_records
+                protocols.mlflow_records(body), served.records, self.args.max_request_records
             )
-            served, answers = await self._many(self._current(), rows)
+            served, answers = await self._many(served, rows)
             ids = _ids(served)
             self._count(served, len(rows), began)
             self._log(served, "invocations", ids["request_id"], rows, answers, began)
@@ -563,7 +586,7 @@ def model_server(request: type[BaseModel], max_records: int, *, auth: bool) -> t
             spec = served.spec
             records = protocols.oip_records(body, spec, spec.get("id_column"))
             rows = protocols.checked(
-                records, records_of, self.args.max_request_records, protocols.oip_error
+                records, served.records, self.args.max_request_records, protocols.oip_error
             )
             served, answers = await self._many(served, rows)
             outputs = protocols.oip_outputs(answers, served.spec, body.get("outputs"))
@@ -704,6 +727,19 @@ async def _json(request: Request, error: Callable[[str], ProtocolError]) -> Any:
         raise error(f"the body is not JSON: {exc}") from None
 
 
+def _checked(served: Served, rows: list[Any], loc: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Records checked against `served`'s request model (an app built before a champion
+    existed): FastAPI's 422, each error at its path under `loc`, as typed routes answer."""
+    from pydantic import ValidationError
+
+    try:
+        return [r.model_dump() for r in served.records.validate_python(rows)]
+    except ValidationError as exc:
+        skip = 1 if loc == ("body",) else 0  # /predict's one record: no index in the path
+        errors = [{**e, "loc": (*loc, *e["loc"][skip:])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
 def _headers(served: Served, ids: dict[str, str]) -> dict[str, str]:
     """The version and lineage ids of a protocol answer whose body has no room for them."""
     return {
@@ -726,6 +762,23 @@ def _ids(served: Served) -> dict[str, str]:
     }
 
 
+def has_champion(client: Any, args: AppArgs) -> bool:
+    """Whether the served alias (or version) exists yet; False before the model is registered
+    at all (a RayService applied with the RayJob that trains its first version)."""
+    from mlflow.exceptions import MlflowException
+
+    from cluster.tracking.registry import aliased
+
+    if args.alias.isdigit():
+        return True  # a pinned version: resolving it says whether it exists
+    try:
+        return aliased(client, args.model_name, args.alias) is not None
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
 def alias_versions(client: Any, args: AppArgs) -> tuple[Any, Any]:
     """The champion's and (when it gets a share) the challenger's ModelRef, from the registry."""
     from cluster.tracking.registry import aliased, resolve
@@ -746,6 +799,8 @@ def build(args: dict[str, Any]) -> serve.Application:
 
     parsed = AppArgs.model_validate(args)
     client = MlflowClient(tracking_uri=parsed.tracking_uri, registry_uri=parsed.tracking_uri)
+    if not has_champion(client, parsed):  # serve as soon as one is registered: 503 until then
+        return _deployment(parsed, None, {"version": None, "challenger": None, "share": 0.0})
     ref, other = alias_versions(client, parsed)
     spec, _ = load_verified(client, ref)  # its input schema types the routes
     if other and load_verified(client, other)[0]["input_schema"] != spec["input_schema"]:
@@ -754,12 +809,18 @@ def build(args: dict[str, Any]) -> serve.Application:
             f"version {ref.version}: a split needs the same input schema"
         )
     challenger = other.version if other else None
+    request = request_model(spec["input_schema"], spec["features"], spec.get("id_column"))
+    versions = {"version": ref.version, "challenger": challenger, "share": parsed.challenger_share}
+    return _deployment(parsed, request, versions)
+
+
+def _deployment(
+    parsed: AppArgs, request: type[BaseModel] | None, versions: dict[str, Any]
+) -> serve.Application:
+    """The Serve application: the ingress for `request` (None: checked per loaded version),
+    scaled and configured as `parsed` says, `versions` as its user_config."""
     server = serve.deployment(
-        model_server(
-            request_model(spec["input_schema"], spec["features"], spec.get("id_column")),
-            parsed.max_request_records,
-            auth=parsed.auth == "token",
-        )
+        model_server(request, parsed.max_request_records, auth=parsed.auth == "token")
     )
     scaling: dict[str, Any] = {"num_replicas": parsed.num_replicas}
     if parsed.autoscaling:
@@ -768,10 +829,6 @@ def build(args: dict[str, Any]) -> serve.Application:
         **scaling,
         max_ongoing_requests=parsed.max_ongoing_requests,
         ray_actor_options={"num_cpus": parsed.replica_cpus},
-        user_config={
-            "version": ref.version,
-            "challenger": challenger,
-            "share": parsed.challenger_share,
-        },
+        user_config=versions,
         logging_config={"log_level": parsed.log_level},
     ).bind(parsed)

@@ -27,6 +27,7 @@ OVERLAYS = ("cpu", "gpu")
 TRACKING_URI = "http://mlflow:5000"  # the in-cluster MLflow Service (k8s/base/mlflow.yaml)
 TOKEN_ENV = "RELAY_SERVE_TOKEN"  # wired to the relay-secrets serve-token key in every Ray pod
 SERVE_PORT = 8000
+K8S_POLL_SECONDS = 30.0  # the RayService follows the alias the RayJob moves (no redeploy)
 POD_STATE = "/var/lib/relay"  # the relay-state volume: every Ray pod's working directory
 # Ray objects of the base and where each keeps its cluster spec.
 CLUSTERS = {
@@ -45,6 +46,7 @@ def serve_config(cfg: RelayConfig) -> dict[str, Any]:
         )
     args = app_args(cfg, cfg.tracking.uri or TRACKING_URI, None, log_level="INFO")
     args["token_env"] = TOKEN_ENV
+    args["poll_alias_seconds"] = cfg.serve.poll_alias_seconds or K8S_POLL_SECONDS
     configured = cfg.serve.log.path or f"{cfg.runtime.state_dir}/inference"
     if args["log_path"] and "://" not in configured:  # a path in the pods, not on this machine
         args["log_path"] = str(PurePosixPath(POD_STATE) / configured)

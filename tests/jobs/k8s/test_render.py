@@ -96,8 +96,9 @@ def test_the_config_decides_images_sizes_replicas_and_job_limits(tmp_path: Path)
     assert (job["ttlSecondsAfterFinished"], job["activeDeadlineSeconds"]) == (120, 900)
     assert job["shutdownAfterJobFinishes"] is True
     assert job["entrypoint"] == (
-        "cd /var/lib/relay && python -m jobs.pipeline --config /etc/relay/config.yaml"
-    )
+        "cd /var/lib/relay && python -m jobs.pipeline --config /etc/relay/config.yaml "
+        "--until register"
+    )  # the RayService serves: no endpoint on the job's short-lived cluster
     service = by_kind(objects, "RayService")["spec"]["rayClusterConfig"]
     assert [g["groupName"] for g in service["workerGroupSpecs"]] == ["cpu"]
     mlflow = by_kind(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]
@@ -246,6 +247,7 @@ def test_the_monitor_cronjob_reads_the_log_the_replicas_write(tmp_path: Path) ->
     assert container["command"][-2:] == ["monitor", "/etc/relay/config.yaml"]
     service = yaml.safe_load(by_kind(objects, "RayService")["spec"]["serveConfigV2"])
     log_path = service["applications"][0]["args"]["log_path"]
+    assert service["applications"][0]["args"]["poll_alias_seconds"] == 30.0  # follows the job
     assert log_path == f"/var/lib/relay/{ci_raw()['runtime']['state_dir']}/inference"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert log_path.startswith(mounts["relay-state"] + "/")

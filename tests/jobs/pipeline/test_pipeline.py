@@ -422,6 +422,54 @@ def test_probes_split_liveness_from_readiness_in_both_conventions(run):
     assert answers["/v2"].json()["name"] == "relay"
 
 
+def test_an_app_built_before_its_champion_exists_answers_503_then_serves_the_registered_one(run):
+    """KubeRay applies the RayService with the RayJob that trains its first version: the
+    builder must not fail without a champion. Its replicas are live, not ready (503), and
+    answer 503 until a version is registered under the alias; then they serve it, checking
+    records against it with the typed routes' 422s (issue #21)."""
+    from ray import serve
+
+    from jobs.deploy.probe import wait_for_version
+    from serving.launch import serve_app
+
+    s, client, http = run["summary"], run["client"], run["http"]
+    name, record = "credit-pending", s["prediction"]["request"]
+    raw = merge(
+        run["cfg"].model_dump(mode="json"),
+        {"model": {"name": name}, "serve": {"route_prefix": "/pending", "poll_alias_seconds": 0.5}},
+    )
+    cfg = parse_config(raw)
+    base, _ = serve_app(cfg, s["tracking_uri"])  # the model is not even registered yet
+    try:
+        assert httpx.get(f"{base}/livez", timeout=30).status_code == 200
+        assert httpx.get(f"{base}/readyz", timeout=30).status_code == 503
+        assert httpx.get(f"{base}/v2/health/ready", timeout=30).json() == {"ready": False}
+        waiting = http.post(f"{base}/predict", json=record)
+        assert waiting.status_code == 503 and "not loaded yet" in waiting.text
+        trained = client.get_model_version(s["model_name"], "1")  # registered as the job would
+        client.create_registered_model(name)
+        copy = client.create_model_version(
+            name, trained.source, run_id=trained.run_id, tags=trained.tags
+        )
+        client.set_registered_model_alias(name, "champion", copy.version)
+        wait_for_version(base, 1)
+        answer = http.post(f"{base}/predict", json=record)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] == s["prediction"]["response"]["prediction"]
+        assert answer.json()["model_name"] == name
+        bad = http.post(f"{base}/predict", json={**record, "age": 5})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "age"]
+        batch = http.post(f"{base}/predict/batch", json={"records": [record, {**record, "age": 5}]})
+        assert batch.status_code == 422
+        assert batch.json()["detail"][0]["loc"] == ["body", "records", 1, "age"]
+        both = http.post(f"{base}/invocations", json={"dataframe_records": [record, record]})
+        assert both.status_code == 200 and len(both.json()["predictions"]) == 2
+    finally:
+        serve.delete(name)
+        if client.search_registered_models(f"name = '{name}'"):
+            client.delete_registered_model(name)
+
+
 def test_prediction_routes_need_the_bearer_token(run):
     s = run["summary"]
     token_file = Path(s["token_file"])
