@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cluster.configfile import load_config
 from cluster.errors import RelayError
+from jobs.client import Relay
 from jobs.console import err, fail, labelled, out
 
 
@@ -33,27 +34,6 @@ ConfigOption = Annotated[
 ]
 
 
-def store(tracking_uri: str | None, config: Path | None) -> str:
-    """The tracking URI: --tracking-uri, the config's, $MLFLOW_TRACKING_URI, .relay/mlflow.db."""
-    import os
-
-    from cluster.tracking.tracker import tracking_uri as config_uri
-
-    return (
-        tracking_uri
-        or (config_uri(load_config(config)) if config else None)
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{Path('.relay/mlflow.db').resolve()}"
-    )
-
-
-def tracking_client(tracking_uri: str | None, config: Path | None) -> Any:
-    """A client on a store that exists and answers (a read never creates one)."""
-    from cluster.tracking.reader import read_client
-
-    return read_client(store(tracking_uri, config))
-
-
 def lineage(
     target: Annotated[
         str,
@@ -73,8 +53,7 @@ def lineage(
     from jobs.pipeline import lineage as lineage_mod
 
     try:
-        client = tracking_client(tracking_uri, config)
-        found = lineage_mod.chain(client, *lineage_mod.model_of(client, target))
+        found = Relay(tracking_uri, config).lineage(target)
     except RelayError as exc:
         fail(exc)
     fmt = View.json if as_json else fmt
@@ -134,8 +113,7 @@ def reproduce(
     from jobs.pipeline.reproduce import reproduce as run_reproduction
 
     try:
-        uri = store(tracking_uri, config)
-        tracking_client(uri, None)  # the recorded run must be there: never create a store
+        uri = Relay(tracking_uri, config).tracking_uri  # the run must be there: none created
         result = run_reproduction(run_id, uri, allow_code_change, tolerance, address)
     except RelayError as exc:
         fail(exc)
@@ -154,32 +132,10 @@ def runs(
 
     Example: relay runs --config configs/demo.yaml
     """
-    from cluster.tracking.tracker import STAGE_TAG
-    from jobs.pipeline.lineage import iso_time, tag_of
-
     try:
-        client = tracking_client(tracking_uri, config)
+        rows = [asdict(r) for r in Relay(tracking_uri, config).runs(limit)]
     except RelayError as exc:
         fail(exc)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    found = client.search_runs(
-        experiments,
-        filter_string=f"tags.`{STAGE_TAG}` = 'pipeline'",
-        order_by=["attributes.start_time DESC"],
-        max_results=limit,
-    )
-    rows = [
-        {
-            "run_id": r.info.run_id,
-            "name": r.info.run_name,
-            "status": r.info.status,
-            "started": iso_time(r.info.start_time),
-            "dataset_digest": r.data.tags.get("relay.dataset_digest", ""),
-            "model_version": tag_of(r, "relay.model_version", int),
-            "best": {k: v for k, v in r.data.metrics.items() if k.startswith("best_val")},
-        }
-        for r in found
-    ]
     if as_json:
         print(json.dumps(rows))
         return

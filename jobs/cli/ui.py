@@ -12,7 +12,8 @@ import typer
 
 from cluster.configfile import load_config
 from cluster.errors import ClusterUnreachableError, RelayError
-from jobs.cli.lineage import TrackingOption, store, tracking_client
+from jobs.cli.lineage import TrackingOption
+from jobs.client import Relay
 from jobs.console import err, fail, out
 
 
@@ -39,8 +40,8 @@ def ui(
     from cluster.tracking import server
 
     try:
-        uri = store(tracking_uri, config)
-        client = tracking_client(uri, None)
+        relay = Relay(tracking_uri, config)
+        uri, client = relay.tracking_uri, relay.client
         experiment = load_config(config).tracking.experiment if config else None
         if uri.startswith(("http://", "https://")):
             _show(uri, links(client, uri, experiment), None, as_json)

@@ -163,6 +163,11 @@ def test_clean_held_out_traffic_passes(served):
     drift = {name: f["drift"] for name, f in version["features"].items() if f["drift"] is not None}
     assert drift and max(drift.values()) < 0.2  # held-out rows look like the training split
     assert report["predictions_logged"] == len(records) and report["alerts"] == []
+    from jobs.client import Relay  # a notebook reads the same report without parsing CLI output
+
+    (latest,) = Relay(config=served["config_file"]).monitor_reports(served["cfg"].model.name, 1)
+    assert latest["run_id"] == report["run_id"]
+    assert latest["versions"][0]["predictions"] == len(records) and latest["alerts"] == []
 
 
 def test_drift_planted_in_one_feature_of_half_the_traffic_alerts_on_that_feature(served):

@@ -743,6 +743,33 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     assert datetime.fromisoformat(mine["started"]) == datetime.fromtimestamp(started / 1000, UTC)
 
 
+def test_the_python_api_reads_runs_and_lineage_as_the_cli_prints_them(run):
+    """`jobs.client.Relay`: what `relay runs --json` and `relay lineage --json` print, as
+    typed values for a notebook (issue #21)."""
+    from typer.testing import CliRunner
+
+    from jobs.cli.app import app
+    from jobs.client import PipelineRun, Relay
+
+    s = run["summary"]
+    relay = Relay(tracking_uri=s["tracking_uri"])
+    runs = relay.runs(limit=50)
+    assert all(isinstance(r, PipelineRun) for r in runs)
+    (ours,) = [r for r in runs if r.run_id == s["pipeline_run_id"]]
+    assert (ours.status, ours.model_version, ours.dataset_digest) == (
+        "FINISHED",
+        1,
+        s["dataset_digest"],
+    )
+    assert set(ours.best) == {f"best_{k}" for k in s["best_val"] if k.startswith("val")}
+    uri = ["--tracking-uri", s["tracking_uri"]]
+    listed = json_output(CliRunner().invoke(app, ["runs", "--json", "--limit", "50", *uri]))
+    assert [r["run_id"] for r in listed] == [r.run_id for r in runs]
+    target = f"models:/{s['model_name']}@champion"
+    printed = json_output(CliRunner().invoke(app, ["lineage", target, "--json", *uri]))
+    assert relay.lineage(target) == printed and printed["model"]["version"] == 1
+
+
 def test_lineage_json_is_typed_and_a_missing_version_or_alias_is_one_line_exit_2(run):
     """Issue #16: tags were written with str(v), so --json held a Python dict repr and strings
     for counts and flags; a missing version printed MLflow's traceback, an alias exited 6."""
