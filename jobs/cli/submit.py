@@ -104,13 +104,21 @@ def submit(
 
 @jobs_app.command("list")
 def jobs_list(
-    address: AddressOption = None, token_file: TokenOption = None, state_dir: StateOption = ".relay"
+    address: AddressOption = None,
+    token_file: TokenOption = None,
+    state_dir: StateOption = ".relay",
+    as_json: Annotated[
+        bool, typer.Option("--json", help='One JSON object on the last line: {"jobs": [...]}')
+    ] = False,
 ) -> None:
     """Jobs on the cluster, newest first."""
     from cluster.compute import submit as jobs
 
     rows = _call(address, token_file, state_dir, lambda c: c.list_jobs())
     infos = sorted((jobs.describe(i) for i in rows), key=lambda r: -(r["start_time"] or 0))
+    if as_json:
+        print(json.dumps({"jobs": infos}))
+        return
     for info in infos:
         out.print(f"{info['submission_id']}  {info['status']:<9}  {info['entrypoint']}")
 

@@ -232,6 +232,8 @@ def test_jobs_status_and_logs_follow_track_a_job_to_its_end(cluster):
         0,
     )
     assert info["end_time"] >= info["start_time"] > 0
+    listed = json_output(CliRunner().invoke(app, ["jobs", "list", "--json", *state]))
+    assert info in listed["jobs"]  # the same typed record, newest first
 
 
 @pytest.fixture(scope="module")
