@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from cluster.tracking.links import ui_links
 from jobs.console import err, labelled, out
 from jobs.gates import report
 from jobs.pipeline import runner
+from jobs.tune import progress
 
 
 def run_command(
@@ -49,15 +52,17 @@ def run_command(
         cfg = load_config(config, parse_overrides(overrides or []))
         # Printed after teardown (Ray's forwarded logs must not follow the JSON line),
         # or before blocking when the endpoint stays up.
-        summary = runner.run(
-            cfg,
-            address=address,
-            until=until,
-            keep_serving=keep_serving,
-            on_stage=lambda s: err.print(Text(f"relay ▸ {s}", style="dim")),
-            on_summary=show if keep_serving else None,
-            resume=resume,
-        )
+        live = not (as_json or ci or keep_serving) and err.is_terminal
+        with stage_lines(live) as on_stage:
+            summary = runner.run(
+                cfg,
+                address=address,
+                until=until,
+                keep_serving=keep_serving,
+                on_stage=on_stage,
+                on_summary=show if keep_serving else None,
+                resume=resume,
+            )
         if not keep_serving:
             show(summary)
     except GateFailedError as exc:  # recorded and finished: the report says which and by how much
@@ -84,6 +89,30 @@ def run_command(
         err.print("Rerun with --debug for the traceback.")
         return 1
     return 0
+
+
+@contextmanager
+def stage_lines(live: bool) -> Iterator[Callable[[str], None]]:
+    """Each stage as it starts, on stderr; at a terminal (and without --json) also a live line
+    under them: the stage, and during the search its trials, best metric and time left."""
+
+    def printed(stage: str) -> None:
+        err.print(Text(f"relay ▸ {stage}", style="dim"))
+
+    if not live:
+        yield printed
+        return
+    with err.status("relay ▸ starting") as status:
+
+        def shown(text: str) -> None:
+            status.update(f"relay ▸ {text}")
+
+        def both(stage: str) -> None:
+            printed(stage)
+            shown(stage)
+
+        with progress.showing(shown):
+            yield both
 
 
 def print_summary(s: dict[str, Any], keep_serving: bool, config: Path) -> None:

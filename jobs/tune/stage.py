@@ -54,6 +54,12 @@ def search_space(params: dict[str, SearchParam]) -> dict[str, Any]:
     return space
 
 
+def planned_trials(cfg: RelayConfig, params: dict[str, SearchParam]) -> int:
+    """Trials the search will run: num_samples for each point of its grid axes."""
+    grid = [len(p.values or []) for p in params.values() if p.type == "grid"]
+    return cfg.tune.num_samples * math.prod(grid)
+
+
 def use_gpu(cfg: RelayConfig, info: RayInfo) -> bool:
     """auto: a GPU per trial exactly when the cluster has one; true without GPUs would hang."""
     if cfg.train.use_gpu == "true" and info.num_gpus < 1:
@@ -272,6 +278,8 @@ def _new_tuner(
 ) -> Any:
     from ray import tune
 
+    from jobs.tune.progress import SearchProgress
+
     return tune.Tuner(
         trainable,
         param_space=search_space(space),
@@ -289,7 +297,10 @@ def _new_tuner(
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=1),
-            callbacks=[trial_runs],
+            callbacks=[
+                trial_runs,
+                SearchProgress(cfg.tune.metric, cfg.tune.mode, planned_trials(cfg, space)),
+            ],
         ),
     )
 
