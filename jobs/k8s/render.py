@@ -86,7 +86,7 @@ def render(cfg: RelayConfig, config_text: str, overlay: str, out: Path) -> list[
     }
     header = f"# Written by `relay k8s render` for pipeline {cfg.name!r}, overlay {overlay}.\n"
     (out / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
-    objects = kustomize.build(out)
+    objects = kustomize.built(out)
     (out / "manifests.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
     return objects
 
