@@ -42,29 +42,46 @@ def line(
 
 
 class SearchProgress(Callback):
-    """Counts the trials by state after each step of the search, and reports the line."""
+    """Counts the trials by state as the search goes (each step, result and end of a trial,
+    at most every EVERY_SECONDS; the end of the search always), and reports the line."""
 
     def __init__(self, metric: str, mode: str, total: int):
         self.metric, self.mode, self.total = metric, mode, total
         self.began: float | None = None
         self.shown = 0.0
+        self.best: float | None = None
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._report(trials)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        value = result.get(self.metric)
+        if isinstance(value, int | float):
+            value = float(value)
+            better = self.best is None or (
+                value < self.best if self.mode == "min" else value > self.best
+            )
+            self.best = value if better else self.best
+        self._report(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._report(trials)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._report(trials, force=True)
+
+    def _report(self, trials: list, force: bool = False) -> None:
         if not _SHOW:
             return
         now = time.monotonic()
         self.began = self.began or now
-        if now - self.shown < EVERY_SECONDS:
+        if not force and now - self.shown < EVERY_SECONDS:
             return
         self.shown = now
         finished = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         running = sum(t.status == "RUNNING" for t in trials)
-        seen = [
-            float(t.last_result[self.metric])
-            for t in trials
-            if isinstance((t.last_result or {}).get(self.metric), int | float)
-        ]
-        best = (min(seen) if self.mode == "min" else max(seen)) if seen else None
         elapsed = now - self.began
         eta = elapsed / finished * (self.total - finished) if finished else None
-        _SHOW[-1](line(finished, running, self.total, self.metric, best, eta))
+        _SHOW[-1](line(finished, running, self.total, self.metric, self.best, eta))
