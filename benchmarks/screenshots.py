@@ -32,6 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RELAY = str(Path(sys.executable).parent / "relay")
 WIDTH, HEIGHT = 1600, 1000
+OWN_TEXT = (  # JS: the elements whose own text (not their children's) holds the argument
+    "((text) => [...document.querySelectorAll('*')].filter(e => [...e.childNodes].some("
+    "n => n.nodeType === 3 && n.textContent.includes(text))))"
+)
 
 
 def free_port() -> int:
@@ -71,8 +75,7 @@ class Page:
     async def click_text(self, text: str) -> None:
         """Click the innermost element whose own text is `text` (a dataset's name)."""
         found = await self.evaluate(
-            "(() => { const all = [...document.querySelectorAll('*')].filter(e => "
-            f"e.children.length === 0 && e.textContent.trim().includes({json.dumps(text)})); "
+            f"(() => {{ const all = {OWN_TEXT}({json.dumps(text)}); "
             "if (!all.length) return false; all[0].click(); return true; })()"
         )
         if not found:
@@ -85,12 +88,18 @@ class Page:
         if click:
             await self.click_text(click)
             await self.wait_for_text(then_shows or click)
+        elif then_shows:  # a section further down the page: scrolled into view
+            await self.evaluate(
+                f"(() => {{ const found = {OWN_TEXT}({json.dumps(then_shows)}); "
+                "if (found.length) found[found.length - 1].scrollIntoView(); })()"
+            )
         await asyncio.sleep(1.5)  # charts and tables settle after their data arrives
         data = await self.call("Page.captureScreenshot", format="png")
         path.write_bytes(base64.b64decode(data["data"]))
 
 
-Shot = tuple[str, str, Path, str | None, str | None]  # url, text it shows, file, click, then
+# url, text it shows, file, what to click, then the text it shows (no click: scrolled to)
+Shot = tuple[str, str, Path, str | None, str | None]
 
 
 async def take(debug_port: int, shots: list[Shot]) -> None:
@@ -184,7 +193,8 @@ def main() -> None:
         view = "?workflowType=machine_learning"
         shots: list[Shot] = [
             (links["experiment"], "pipeline-", args.out / "experiment.png", None, None),
-            (links["model_version"], "Schema", args.out / "model_version.png", None, None),
+            (links["model_version"], "Schema", args.out / "model_version.png", "Description",
+             "Schema"),  # the card folded away: the schema in view
             (f"{runs}/{trial}{view}", train, args.out / "dataset.png", train, column),
             (f"{runs}/{pipeline}/artifacts/lineage.svg{view}", "lineage.svg",
              args.out / "lineage.png", None, None),
