@@ -6,6 +6,7 @@ client.predict({"age": 41, ...})["prediction"]
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -59,7 +60,9 @@ class Client:
         for attempt in range(self.retries):
             try:
                 return self._once(route, body)
-            except (EndpointError, OSError) as exc:
+            # HTTPException: an answer cut off mid-body (IncompleteRead), as when the replica
+            # that was sending it is killed; predictions are reads, so a retry is safe
+            except (EndpointError, OSError, http.client.HTTPException) as exc:
                 if isinstance(exc, EndpointError) and not exc.transient:
                     raise  # the request itself is wrong: retrying cannot help
                 self.retried += 1
