@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -422,6 +422,18 @@ def test_probes_split_liveness_from_readiness_in_both_conventions(run):
     assert answers["/v2"].json()["name"] == "relay"
 
 
+def app_answer(send: Callable[[], httpx.Response], tries: int = 40) -> httpx.Response:
+    """The app's own (JSON) answer to `send`. A new app makes HAProxy reload its routes; a
+    request on a connection kept alive from before can meet the old HAProxy process, which
+    answers a plain-text 404 for the app it never knew (seen once in CI)."""
+    for _ in range(tries):
+        response = send()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response
+        time.sleep(0.25)
+    return response
+
+
 def test_an_app_built_before_its_champion_exists_answers_503_then_serves_the_registered_one(run):
     """KubeRay applies the RayService with the RayJob that trains its first version: the
     builder must not fail without a champion. Its replicas are live, not ready (503), and
@@ -441,10 +453,11 @@ def test_an_app_built_before_its_champion_exists_answers_503_then_serves_the_reg
     cfg = parse_config(raw)
     base, _ = serve_app(cfg, s["tracking_uri"])  # the model is not even registered yet
     try:
-        assert httpx.get(f"{base}/livez", timeout=30).status_code == 200
-        assert httpx.get(f"{base}/readyz", timeout=30).status_code == 503
-        assert httpx.get(f"{base}/v2/health/ready", timeout=30).json() == {"ready": False}
-        waiting = http.post(f"{base}/predict", json=record)
+        assert app_answer(lambda: httpx.get(f"{base}/livez", timeout=30)).status_code == 200
+        assert app_answer(lambda: httpx.get(f"{base}/readyz", timeout=30)).status_code == 503
+        ready = app_answer(lambda: httpx.get(f"{base}/v2/health/ready", timeout=30))
+        assert ready.json() == {"ready": False}
+        waiting = app_answer(lambda: http.post(f"{base}/predict", json=record))
         assert waiting.status_code == 503 and "not loaded yet" in waiting.text
         trained = client.get_model_version(s["model_name"], "1")  # registered as the job would
         client.create_registered_model(name)
