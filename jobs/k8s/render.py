@@ -1,11 +1,13 @@
 """`relay k8s render`: the kustomize base and an overlay, with one pipeline config on top.
 
 The output folder is self-contained: `base/` and `overlays/<name>/` copied from the repo's
-`k8s/`, and a `kustomization.yaml` whose JSON patches carry what the config decides (images,
-pod sizes, worker replicas, the RayJob's TTL and deadline, `serveConfigV2` from the `serve`
-section and Serve's process-level flags in every Ray container's environment, the config
-itself in the `relay-config` ConfigMap). `kubectl apply -k DIR` applies
-it; `manifests.yaml` beside it is relay's own build of the same kustomization.
+`k8s/`, the config as `config.yaml`, and a `kustomization.yaml` in kustomize's own fields:
+`images:` (the base's `relay` and `relay-gpu`), `configMapGenerator` (the config as
+relay-config-<hash>: a changed config rolls the pods that mount it), strategic merge patches
+for scalars (the RayJob's TTL and deadline, `serveConfigV2`, the monitor's schedule) and JSON
+patches where a list is indexed (pod sizes, worker replicas, Serve's process-level flags in
+every Ray container's environment). `kubectl apply -k DIR` applies it; `manifests.yaml`
+beside it is the build of the same kustomization.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cluster.compute.serveflags import serve_flags
 from cluster.config import GpuWorkerGroup, PodResources, RelayConfig, WorkerGroup
 from cluster.errors import ConfigError
 from jobs.k8s import kustomize
+from jobs.k8s.images import entry
 from serving.launch import app_args
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
@@ -35,6 +38,18 @@ CLUSTERS = {
     "RayJob": ("relay-pipeline", "/spec/rayClusterSpec"),
     "RayService": ("relay-serve", "/spec/rayClusterConfig"),
 }
+
+
+class BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the patches, serveConfigV2) as `|` blocks a reader can read."""
+
+
+def _block(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+BlockDumper.add_representer(str, _block)
 
 
 def serve_config(cfg: RelayConfig) -> dict[str, Any]:
@@ -78,59 +93,60 @@ def render(cfg: RelayConfig, config_text: str, overlay: str, out: Path) -> list[
     out.mkdir(parents=True, exist_ok=True)
     for part in ("base", f"overlays/{overlay}"):
         shutil.copytree(K8S_DIR / part, out / part, dirs_exist_ok=True)
+    (out / "config.yaml").write_text(config_text)
+    images = [entry("relay", cfg.kubernetes.image)]
+    if overlay == "gpu":
+        images.append(entry("relay-gpu", cfg.kubernetes.gpu_image))
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [f"overlays/{overlay}"],
-        "patches": _patches(cfg, config_text, overlay),
+        "images": images,
+        "configMapGenerator": [{"name": "relay-config", "files": ["config.yaml"]}],
+        "patches": _patches(cfg, overlay),
     }
     header = f"# Written by `relay k8s render` for pipeline {cfg.name!r}, overlay {overlay}.\n"
-    (out / "kustomization.yaml").write_text(header + yaml.safe_dump(kustomization, sort_keys=False))
+    text = yaml.dump(kustomization, Dumper=BlockDumper, sort_keys=False)
+    (out / "kustomization.yaml").write_text(header + text)
     objects = kustomize.built(out)
     (out / "manifests.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
     return objects
 
 
-def _patches(cfg: RelayConfig, config_text: str, overlay: str) -> list[dict[str, Any]]:
+def _patches(cfg: RelayConfig, overlay: str) -> list[dict[str, Any]]:
     k = cfg.kubernetes
     flags = serve_flags(cfg.serve, here=False)  # read by Serve at start, in every Ray process
-    patches = []
+    patches = [
+        _merge("RayJob", "relay-pipeline", {"ttlSecondsAfterFinished": k.job_ttl_seconds,
+               "activeDeadlineSeconds": k.job_deadline_seconds}),
+        # no final newline: kustomize's merge drops it from a block scalar (kubectl 1.32)
+        _merge("RayService", "relay-serve",
+               {"serveConfigV2": yaml.safe_dump(serve_config(cfg), sort_keys=False).rstrip()}),
+        _merge("CronJob", "relay-monitor", {"schedule": k.monitor_schedule}, "batch/v1"),
+    ]  # fmt: skip
     for kind, (name, at) in CLUSTERS.items():
-        ops = _group(f"{at}/headGroupSpec", k.image, k.head, flags)
-        ops += _group(f"{at}/workerGroupSpecs/0", k.image, k.cpu_workers, flags)
+        ops = _group(f"{at}/headGroupSpec", k.head, flags)
+        ops += _group(f"{at}/workerGroupSpecs/0", k.cpu_workers, flags)
         if overlay == "gpu" and kind != "RayService":  # serving needs no GPU
-            ops += _group(f"{at}/workerGroupSpecs/1", k.gpu_image, k.gpu_workers, flags)
-        if kind == "RayJob":
-            ops += [
-                _replace("/spec/ttlSecondsAfterFinished", k.job_ttl_seconds),
-                _replace("/spec/activeDeadlineSeconds", k.job_deadline_seconds),
-            ]
-        if kind == "RayService":
-            text = yaml.safe_dump(serve_config(cfg), sort_keys=False)
-            ops.append(_replace("/spec/serveConfigV2", text))
+            ops += _group(f"{at}/workerGroupSpecs/1", k.gpu_workers, flags)
         patches.append(_patch(kind, name, ops))
-    patches.append(
-        _patch("ConfigMap", "relay-config", [_replace("/data/config.yaml", config_text)])
-    )
-    mlflow_image = "/spec/template/spec/containers/0/image"
-    patches.append(_patch("Deployment", "mlflow", [_replace(mlflow_image, k.image)]))
-    monitor_image = "/spec/jobTemplate/spec/template/spec/containers/0/image"
-    monitor = [_replace(monitor_image, k.image), _replace("/spec/schedule", k.monitor_schedule)]
-    patches.append(_patch("CronJob", "relay-monitor", monitor))
     return patches
 
 
-def _group(at: str, image: str, size: PodResources, env: dict[str, str]) -> list[dict[str, Any]]:
-    """Image, requests = limits and added `env` of a group's Ray container; replicas of a
-    worker group."""
+def _merge(kind: str, name: str, spec: dict[str, Any], api: str = "ray.io/v1") -> dict[str, Any]:
+    """A strategic merge patch of `spec`'s scalars (the readable form)."""
+    body = {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    return {"patch": yaml.dump(body, Dumper=BlockDumper, sort_keys=False)}
+
+
+def _group(at: str, size: PodResources, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Requests = limits and added `env` of a group's Ray container; replicas of a worker
+    group (JSON patches: the container and the group are list items)."""
     limits: dict[str, Any] = {"cpu": size.cpu, "memory": size.memory}
     if isinstance(size, GpuWorkerGroup):
         limits["nvidia.com/gpu"] = size.gpus
     container = f"{at}/template/spec/containers/0"
-    ops = [
-        _replace(f"{container}/image", image),
-        _replace(f"{container}/resources", {"limits": limits, "requests": dict(limits)}),
-    ]
+    ops = [_replace(f"{container}/resources", {"limits": limits, "requests": dict(limits)})]
     ops += [
         {"op": "add", "path": f"{container}/env/-", "value": {"name": name, "value": value}}
         for name, value in env.items()
@@ -149,4 +165,5 @@ def _replace(path: str, value: Any) -> dict[str, Any]:
 
 
 def _patch(kind: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"target": {"kind": kind, "name": name}, "patch": yaml.safe_dump(ops, sort_keys=False)}
+    ops_text = yaml.safe_dump(ops, sort_keys=False)
+    return {"target": {"kind": kind, "name": name}, "patch": ops_text}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cluster.configfile import parse_config
 from cluster.errors import ConfigError
 from jobs.cli.app import app
-from jobs.k8s import kustomize
+from jobs.k8s import images, kustomize
 from jobs.k8s.render import CLUSTERS, render, serve_config
 from jobs.k8s.validate import check_manifests
 from tests.conftest import CI_CONFIG, ci_raw, merge
@@ -107,11 +107,91 @@ def test_the_config_decides_images_sizes_replicas_and_job_limits(tmp_path: Path)
     assert mlflow["containers"][0]["image"] == "registry.example/relay:1.2.3"
 
 
-def test_the_config_itself_is_the_configmap_the_job_reads(tmp_path: Path) -> None:
+def config_maps_mounted(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Kind/name -> the ConfigMaps its pod templates mount, wherever the kind nests them."""
+    mounted: dict[str, set[str]] = {}
+
+    def walk(node: Any, into: set[str]) -> None:
+        if isinstance(node, dict):
+            if "configMap" in node and "name" in node:  # a volume
+                into.add(node["configMap"]["name"])
+            for value in node.values():
+                walk(value, into)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, into)
+
+    for obj in objects:
+        walk(obj, mounted.setdefault(f"{obj['kind']}/{obj['metadata']['name']}", set()))
+    return {k: v for k, v in mounted.items() if v}
+
+
+def test_the_config_itself_is_a_generated_configmap_every_pod_mounts(tmp_path: Path) -> None:
+    """configMapGenerator: the config is relay-config-<hash>, mounted under that name by
+    every Ray pod and the monitor; another config is another name in the RayJob's and
+    RayService's specs, so KubeRay rolls their pods (issue #21)."""
     raw = merge(ci_raw(), SIZES)
     objects = rendered(tmp_path, "cpu", raw)
-    text = by_kind(objects, "ConfigMap", "relay-config")["data"]["config.yaml"]
-    assert parse_config(yaml.safe_load(text)) == parse_config(raw)
+    (config,) = [o for o in objects if o["metadata"]["name"].startswith("relay-config-")]
+    assert parse_config(yaml.safe_load(config["data"]["config.yaml"])) == parse_config(raw)
+    name = config["metadata"]["name"]
+    mounted = config_maps_mounted(objects)
+    for user in ("RayCluster/relay", "RayJob/relay-pipeline", "RayService/relay-serve",
+                 "CronJob/relay-monitor"):  # fmt: skip
+        assert name in mounted[user] and "relay-config" not in mounted[user], user
+    existing = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
+    assert set().union(*mounted.values()) <= existing  # no mount of a missing ConfigMap
+    changed = rendered(tmp_path / "changed", "cpu", merge(raw, {"train": {"epochs": 4}}))
+    (other,) = [o for o in changed if o["metadata"]["name"].startswith("relay-config-")]
+    assert other["metadata"]["name"] != name
+    assert other["metadata"]["name"] in config_maps_mounted(changed)["RayService/relay-serve"]
+
+
+def test_the_generated_names_and_images_equal_kubectl_kustomizes(tmp_path: Path) -> None:
+    """The hash suffix over text Go's JSON escapes (<, >, &, tabs, control and non-ASCII
+    characters), literals, an unhashed generator with labels, and image references with a
+    registry port, a tag or a digest: relay's offline build equals kubectl's."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: cannot compare with kubectl kustomize")
+    (tmp_path / "odd.txt").write_text('a <b> & "c"\t\\ d\x08\x0c é ✓ \u2028\n')
+    (tmp_path / "pods.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n}, "spec": {
+                    "containers": [{"name": "c", "image": image}],
+                    "volumes": [{"name": "v", "configMap": {"name": "odd"}}]}}
+                for n, image in [("a", "relay"), ("b", "relay-gpu:old"), ("c", "other:1")]
+            ]
+        )
+    )  # fmt: skip
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": ["pods.yaml"],
+                "configMapGenerator": [
+                    {"name": "odd", "files": ["odd.txt", "renamed.txt=odd.txt"]},
+                    {"name": "lit", "literals": ["k=v=w", "empty="]},
+                    {"name": "plain", "literals": ["k=v"],
+                     "options": {"disableNameSuffixHash": True, "labels": {"a": "b"}}},
+                ],
+                "images": [
+                    images.entry("relay", "registry.example:5000/team/relay:1.2.3"),
+                    images.entry("relay-gpu", "registry.example/relay@sha256:" + "ab" * 32),
+                ],
+            }
+        )
+    )  # fmt: skip
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    theirs = [d for d in yaml.safe_load_all(built) if d]
+    ours = kustomize.build(tmp_path)
+    assert canonical(ours) == canonical(theirs)
+    pods = {o["metadata"]["name"]: o["spec"] for o in ours if o["kind"] == "Pod"}
+    assert pods["a"]["containers"][0]["image"] == "registry.example:5000/team/relay:1.2.3"
+    assert pods["b"]["containers"][0]["image"] == "registry.example/relay@sha256:" + "ab" * 32
+    assert pods["c"]["containers"][0]["image"] == "other:1"
+    assert pods["a"]["volumes"][0]["configMap"]["name"].startswith("odd-")
 
 
 def test_cpu_overlay_has_no_gpu_anywhere(tmp_path: Path) -> None:
