@@ -730,14 +730,14 @@ async def _json(request: Request, error: Callable[[str], ProtocolError]) -> Any:
 def _checked(served: Served, rows: list[Any], loc: tuple[str, ...]) -> list[dict[str, Any]]:
     """Records checked against `served`'s request model (an app built before a champion
     existed): FastAPI's 422, each error at its path under `loc`, as typed routes answer."""
-    from pydantic import ValidationError
+    skip = 1 if loc == ("body",) else 0  # /predict's one record: no index in the path
 
-    try:
-        return [r.model_dump() for r in served.records.validate_python(rows)]
-    except ValidationError as exc:
-        skip = 1 if loc == ("body",) else 0  # /predict's one record: no index in the path
-        errors = [{**e, "loc": (*loc, *e["loc"][skip:])} for e in exc.errors()]
-        raise RequestValidationError(errors) from None
+    def refuse(exc: Any) -> Exception:
+        return RequestValidationError(
+            [{**e, "loc": (*loc, *e["loc"][skip:])} for e in exc.errors()]
+        )
+
+    return protocols.validated(served.records, rows, refuse)
 
 
 def _headers(served: Served, ids: dict[str, str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ and log them exactly as `/predict/batch` does. No FastAPI here: these are data c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
@@ -54,6 +55,17 @@ def flat(answer: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def validated(
+    adapter: TypeAdapter, rows: list[Any], refuse: Callable[[ValidationError], Exception]
+) -> list[dict[str, Any]]:
+    """Rows validated by a version's request model and dumped; `refuse` makes the failure
+    the route's own error (a protocol's 400, or FastAPI's 422 on the untyped routes)."""
+    try:
+        return [r.model_dump() for r in adapter.validate_python(rows)]
+    except ValidationError as exc:
+        raise refuse(exc) from None
+
+
 def checked(
     records: Any, adapter: TypeAdapter, limit: int, error: Any = mlflow_error
 ) -> list[dict[str, Any]]:
@@ -61,13 +73,14 @@ def checked(
     400 naming the record and field at fault, or the limit."""
     if len(records) > limit:
         raise error(f"{len(records)} records: at most {limit} per request")
-    try:
-        return [r.model_dump() for r in adapter.validate_python(records)]
-    except ValidationError as exc:
+
+    def refuse(exc: ValidationError) -> Exception:
         first = exc.errors()[0]
         index, *field = first["loc"] or ("?",)
         where = ".".join(str(p) for p in field) or "record"
-        raise error(f"record {index}: {where}: {first['msg']}") from None
+        return error(f"record {index}: {where}: {first['msg']}")
+
+    return validated(adapter, records, refuse)
 
 
 def mlflow_records(body: Any) -> list[Any]:
