@@ -5,6 +5,8 @@
 - `ray.io` kinds: the KubeRay v1.7.0 CRD schemas (`crds.py`): defaults applied first, then
   JSON Schema with unknown fields rejected, int-or-string, nullable, integer ranges, set and
   map lists, and the CEL rules (`cel.py`); then KubeRay's own runtime rules (`kuberay.py`).
+- `monitoring.coreos.com` kinds: Prometheus Operator's PodMonitor against the structural
+  schema in `monitoring.py` (unknown fields rejected); any other kind of the group fails.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import kubernetes_validate
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from jobs.k8s import kuberay, kustomize, policy
+from jobs.k8s import kuberay, kustomize, monitoring, policy
 from jobs.k8s.cel import violations
 from jobs.k8s.crds import Crd, apply_defaults, crd_dir, load_crds
 
@@ -73,6 +75,8 @@ def validate_objects(
         if group == "ray.io":
             crds = crds if crds is not None else load_crds(crd_dir())
             found = _custom(obj, crds) or kuberay.runtime_rules(obj)
+        elif group == monitoring.GROUP:
+            found = _monitoring(obj)
         else:
             found = _core(obj)
         problems += [Problem(ref, path, message) for path, message in found]
@@ -103,6 +107,17 @@ def _custom(obj: dict[str, Any], crds: dict[tuple[str, str], Crd]) -> list[tuple
     found = _metadata(obj.get("metadata"))
     defaulted = apply_defaults(obj, crd.structural)
     for err in StructuralValidator(crd.json_schema).iter_errors(defaulted):
+        found.append((_dotted(err.absolute_path), err.message))
+    return found
+
+
+def _monitoring(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    schema = monitoring.SCHEMAS.get((obj["apiVersion"], obj.get("kind", "")))
+    if schema is None:
+        known = sorted(f"{a} {k}" for a, k in monitoring.SCHEMAS)
+        return [("", f"no schema for {obj['apiVersion']} {obj.get('kind')}; known: {known}")]
+    found = _metadata(obj.get("metadata"))
+    for err in Draft202012Validator(schema).iter_errors(obj):
         found.append((_dotted(err.absolute_path), err.message))
     return found
 

@@ -59,7 +59,7 @@ def test_kubectl_kustomize_builds_the_same_objects(tmp_path: Path, overlay: str)
         check=True,
     ).stdout
     theirs = [d for d in yaml.safe_load_all(built) if d]
-    assert len(ours) == 20
+    assert len(ours) == 23
     assert canonical(ours) == canonical(theirs)
     written = yaml.safe_load_all((tmp_path / overlay / "manifests.yaml").read_text())
     assert canonical(list(written)) == canonical(ours)
@@ -291,12 +291,12 @@ def test_cli_render_then_validate(tmp_path: Path) -> None:
         app, ["k8s", "render", str(CI_CONFIG), "--overlay", "gpu", "--output", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "20 objects" in result.output
+    assert "23 objects" in result.output
     assert (out / "kustomization.yaml").is_file() and (out / "overlays/gpu").is_dir()
     kuberay_crds()
     result = runner.invoke(app, ["k8s", "validate", str(out)])
     assert result.exit_code == 0, result.output
-    assert "20 objects valid" in result.output
+    assert "23 objects valid" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         yaml.safe_dump(
