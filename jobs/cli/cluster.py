@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cluster.compute.serveflags import serve_flags
 from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit, fields, plain
 from jobs.console import err, fail
 
 cluster_app = typer.Typer(
@@ -40,6 +41,7 @@ def cluster_up(
         typer.Option(help="Pipeline config whose serve.ingress/throughput flags Serve here uses"),
     ] = None,
     state_dir: StateOption = ".relay",
+    as_json: JsonOption = False,
 ) -> None:
     """Start a head and worker nodes on this machine; print address, dashboard and token path.
 
@@ -62,31 +64,69 @@ def cluster_up(
         )
     except RelayError as exc:
         fail(exc)
-    print(json.dumps({k: v for k, v in record.items() if k != "alive_nodes"}))
+    shown = {k: v for k, v in record.items() if k != "alive_nodes"}
+    ready = {"ready": f"in {shown['ready_seconds']} s"} if "ready_seconds" in shown else {}
+    emit(shown, as_json, lambda: fields(_where(shown) | ready))
+
+
+def _where(record: dict[str, Any]) -> dict[str, Any]:
+    """How to reach the cluster: what `up` and `status` both show first."""
+    nodes = ", ".join(f"{n['name']} (pid {n['pid']}, {n['cpus']} CPU)" for n in record["nodes"])
+    return {
+        "address": record["address"],
+        "dashboard": record["dashboard_url"],
+        "token": record["token_path"],
+        "nodes": nodes + (" + autoscaled workers" if record.get("autoscale") else ""),
+    }
 
 
 @cluster_app.command("status")
-def cluster_status(state_dir: StateOption = ".relay") -> None:
+def cluster_status(state_dir: StateOption = ".relay", as_json: JsonOption = False) -> None:
     """Nodes, resources and running jobs of the cluster `relay cluster up` started."""
     from cluster.compute import localcluster as lc
 
     state = lc.status(state_dir)
     if state is None:
         fail(ConfigError(f"no running cluster recorded under {lc.folder(state_dir)}"))
-    print(json.dumps(state))
+    emit(state, as_json, lambda: fields(_status(state)))
+
+
+def _status(state: dict[str, Any]) -> dict[str, Any]:
+    alive = state["alive_nodes"]
+    heads = sum(n["is_head"] for n in alive)
+    jobs = [f"{j['submission_id']} {j['status']}" for j in state["jobs"]]
+    return {
+        **_where(state),
+        "alive": f"{len(alive)} nodes ({heads} head, {len(alive) - heads} worker)",
+        "resources": {k: _amount(k, v) for k, v in sorted(state["resources"].items())},
+        "jobs": jobs or "none running",
+    }
+
+
+def _amount(name: str, value: float) -> str:
+    """Ray counts memory in bytes: shown in GiB; CPUs and GPUs as the number they are."""
+    if "memory" in name:
+        return f"{value / 2**30:.1f} GiB"
+    return f"{value:g}"
 
 
 @cluster_app.command("down")
-def cluster_down(state_dir: StateOption = ".relay") -> None:
+def cluster_down(state_dir: StateOption = ".relay", as_json: JsonOption = False) -> None:
     """Stop exactly the processes `relay cluster up` started (never `ray stop`); with none
     recorded, nothing to do (exit 0), as `docker compose down` behaves."""
     from cluster.compute import localcluster as lc
 
     if lc.recorded(state_dir) is None:
         err.print(f"no cluster recorded under {lc.folder(state_dir)}: nothing to stop")
-        print(json.dumps({"stopped": [], "forced": [], "killed_leftovers": []}))
+        emit({"stopped": [], "forced": [], "killed_leftovers": []}, as_json, lambda: None)
         return
     try:
-        print(json.dumps(lc.down(state_dir)))
+        stopped = lc.down(state_dir)
     except RelayError as exc:
         fail(exc)
+    human = {
+        "stopped": f"{len(stopped['stopped'])} nodes (pids {plain(stopped['stopped'])})",
+        "forced": stopped["forced"] or "none (all stopped on SIGTERM)",
+        "killed leftovers": stopped["killed_leftovers"] or "none",
+    }
+    emit(stopped, as_json, lambda: fields(human))

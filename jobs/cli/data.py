@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from cluster.errors import RelayError
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit
 from jobs.console import fail, out
 
 data_app = typer.Typer(help="Inspect datasets produced by the ETL stage.", no_args_is_help=True)
@@ -20,7 +22,7 @@ def data_profile(
     target: Annotated[
         Path, typer.Argument(help="A pipeline config (its newest dataset) or a dataset folder")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Per column: count, nulls, min, max, mean, quantiles and top values.
 
@@ -34,9 +36,10 @@ def data_profile(
     except RelayError as exc:
         fail(exc)
     profile = json.loads((folder / PROFILE).read_text())
-    if as_json:
-        print(json.dumps(profile))
-        return
+    emit(profile, as_json, lambda: _print_profile(folder, profile))
+
+
+def _print_profile(folder: Path, profile: dict[str, Any]) -> None:
     table = Table(title=f"profile of {folder}")
     for name in ("column", "type", "count", "nulls", "min", "p50", "max", "mean", "top values"):
         table.add_column(

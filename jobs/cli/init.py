@@ -17,6 +17,8 @@ import typer
 import yaml
 
 from cluster.errors import ConfigError, RelayError
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit
 from jobs.console import err, fail, out
 
 
@@ -37,6 +39,7 @@ def init(
         Path | None, typer.Option("--output", "-o", help="Default: <name>.yaml here")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Propose a config for your data: types, roles and a search space, each column explained.
 
@@ -57,13 +60,18 @@ def init(
     except RelayError as exc:
         fail(exc)
     target.write_text(text)
-    for proposal in proposals:
-        spec = proposal.spec
-        role = spec.get("role", "feature")
-        out.print(
-            f"  {spec['name']:<24} {spec['type']:<9} {role:<9} {proposal.reason}",
-            highlight=False,
-        )
+
+    def human() -> None:
+        for proposal in proposals:
+            spec = proposal.spec
+            role = spec.get("role", "feature")
+            out.print(
+                f"  {spec['name']:<24} {spec['type']:<9} {role:<9} {proposal.reason}",
+                highlight=False,
+            )
+
+    columns = [{**p.spec, "reason": p.reason} for p in proposals]
+    emit({"output": str(target), "task": chosen, "columns": columns}, as_json, human)
     err.print(f"wrote {target} ({chosen}); check it with: relay validate {target}")
     err.print(f"then run it with: relay run {target}")
 

@@ -12,6 +12,8 @@ import typer
 from rich.table import Table
 
 from cluster.errors import RelayError
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit, fields
 from jobs.client import Relay
 from jobs.console import err, fail, labelled, out
 
@@ -105,6 +107,7 @@ def reproduce(
     address: Annotated[str | None, typer.Option(help="Ray address for the re-run")] = None,
     tracking_uri: TrackingOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Re-run a recorded pipeline (up to evaluation) and compare inputs, dataset and metrics.
 
@@ -119,16 +122,22 @@ def reproduce(
         fail(exc)
     for warning in result["warnings"]:
         err.print(labelled("warning:", "yellow", warning), highlight=False)
-    print(json.dumps(result))
+    human = {
+        "reproduced": f"run {result['original_run_id']} as {result['rerun_run_id']}",
+        "dataset": result["dataset_digest"],
+        "metrics": f"equal within {result['tolerance']:g}",
+    }
+    emit(result, as_json, lambda: fields(human))
 
 
 def runs(
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON list")] = False,
+    as_json: JsonOption = False,
     tracking_uri: TrackingOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Recent pipeline runs: status, dataset digest, best metric, model version.
+    """Recent pipeline runs: status, dataset digest, best metric, model version (--json:
+    {"runs": [...]}).
 
     Example: relay runs --config configs/demo.yaml
     """
@@ -136,9 +145,10 @@ def runs(
         rows = [asdict(r) for r in Relay(tracking_uri, config).runs(limit)]
     except RelayError as exc:
         fail(exc)
-    if as_json:
-        print(json.dumps(rows))
-        return
+    emit({"runs": rows}, as_json, lambda: _print_runs(rows))
+
+
+def _print_runs(rows: list[dict[str, Any]]) -> None:
     table = Table(title="pipeline runs")
     for column in ("run id", "name", "status", "dataset", "model version", "best"):
         table.add_column(column)

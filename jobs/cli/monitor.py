@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,8 @@ import typer
 from cluster.config import RelayConfig
 from cluster.configfile import load_config, parse_overrides
 from cluster.errors import GateFailedError, MonitorAlertError, RelayError
-from jobs.cli.options import ConfigArg, SetOption
+from jobs.cli.options import ConfigArg, JsonOption, SetOption
+from jobs.cli.output import emit
 from jobs.console import fail, out
 
 
@@ -25,9 +25,7 @@ def monitor(
         ),
     ] = None,
     version: Annotated[int | None, typer.Option(help="Only this model version")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON object on the last line")
-    ] = False,
+    as_json: JsonOption = False,
     set_: SetOption = None,
     retrain: Annotated[
         bool,
@@ -64,27 +62,30 @@ def monitor(
             summary["retrained"] = retrained(cfg, summary["run_id"], address)
     except RelayError as exc:
         fail(exc)
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        out.print(stage.text(summary), highlight=False)
-        if "retrained" in summary:
-            done = summary["retrained"]
-            verdict = "promoted" if done["promoted"] else "not promoted (the gates said no)"
-            out.print(
-                f"retrained: pipeline run {done['pipeline_run_id']}, version "
-                f"{done['model_version']} {verdict}",
-                highlight=False,
-            )
-        if "rollout_decision" in summary:
-            done = summary["rollout_decision"]
-            out.print(
-                f"rollout: {done['decision']} ({done['reason']}); run {done['run_id']}",
-                highlight=False,
-            )
+    emit(summary, as_json, lambda: _print_report(summary))
     if summary["alerts"]:
         alert = MonitorAlertError(f"{len(summary['alerts'])} monitor check(s) failed", summary)
         raise typer.Exit(alert.exit_code)
+
+
+def _print_report(summary: dict[str, Any]) -> None:
+    from jobs.monitor import stage
+
+    out.print(stage.text(summary), highlight=False)
+    if "retrained" in summary:
+        done = summary["retrained"]
+        verdict = "promoted" if done["promoted"] else "not promoted (the gates said no)"
+        out.print(
+            f"retrained: pipeline run {done['pipeline_run_id']}, version "
+            f"{done['model_version']} {verdict}",
+            highlight=False,
+        )
+    if "rollout_decision" in summary:
+        done = summary["rollout_decision"]
+        out.print(
+            f"rollout: {done['decision']} ({done['reason']}); run {done['run_id']}",
+            highlight=False,
+        )
 
 
 def retrained(cfg: RelayConfig, monitor_run: str, address: str | None) -> dict[str, Any]:
@@ -108,9 +109,7 @@ def feedback(
             help="CSV or Parquet: request_id, the label column, and record for batch records",
         ),
     ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Outcomes of logged predictions, joined by request id; relay monitor then reports live
     metrics. Rows that match no prediction or whose label is invalid are quarantined with
@@ -124,12 +123,9 @@ def feedback(
         summary = outcomes.run(load_config(config), input_file)
     except RelayError as exc:
         fail(exc)
-    if as_json:
-        print(json.dumps(summary))
-        return
     reasons = "; ".join(f"{n} {why}" for why, n in summary["reasons"].items())
-    out.print(
+    text = (
         f"{summary['accepted']} of {summary['rows']} outcomes kept, "
-        f"{summary['quarantined']} quarantined{': ' + reasons if reasons else ''}",
-        highlight=False,
+        f"{summary['quarantined']} quarantined{': ' + reasons if reasons else ''}"
     )
+    emit(summary, as_json, lambda: out.print(text, highlight=False))

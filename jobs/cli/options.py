@@ -18,3 +18,7 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config field KEY=VALUE (repeatable): train.epochs=2"),
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result as one JSON object on the last line of stdout"),
+]

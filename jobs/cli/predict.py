@@ -11,6 +11,8 @@ import typer
 
 from cluster.configfile import load_config
 from cluster.errors import ConfigError, RelayError, ServingError
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit
 from jobs.console import fail, out
 from serving.client import Client, EndpointError
 
@@ -34,9 +36,7 @@ def predict(
     record: Annotated[
         str | None, typer.Option("--record", help="Online mode: one record, or a list, as JSON")
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the result as one JSON object on the last line")
-    ] = False,
+    as_json: JsonOption = False,
     token_file: Annotated[
         Path | None, typer.Option(help="Online mode: bearer token file (else $RELAY_SERVE_TOKEN)")
     ] = None,
@@ -50,9 +50,11 @@ def predict(
         if endpoint:
             result = _predict_online(endpoint, record, token_file)
         elif config and inputs and output:
+            from jobs import bars
             from jobs.predict.batch import batch
 
-            result = batch(load_config(config), inputs, output, model, address)
+            with bars.drawing(bars.live(as_json)):
+                result = batch(load_config(config), inputs, output, model, address)
         else:
             raise ConfigError(
                 "relay predict needs CONFIG --input ... --output DIR (batch), "
@@ -60,17 +62,19 @@ def predict(
             )
     except RelayError as exc:
         fail(exc)
-    if as_json:
-        print(json.dumps(result))
-    elif endpoint:
+    emit(result, as_json, lambda: _print_result(result, online=bool(endpoint), output=output))
+
+
+def _print_result(result: dict[str, Any], online: bool, output: Path | None) -> None:
+    if online:
         for answer in result.get("predictions", [result]):
             out.print(_answer_line(answer, result))
-    else:
-        out.print(
-            f"scored {result['rows_scored']} rows, rejected {result['rows_rejected']} "
-            f"(kept with their reasons) -> {result['output']}"
-        )
-        out.print(f"MLflow run {result['predict_run_id']}; manifest in {output}")
+        return
+    out.print(
+        f"scored {result['rows_scored']} rows, rejected {result['rows_rejected']} "
+        f"(kept with their reasons) -> {result['output']}"
+    )
+    out.print(f"MLflow run {result['predict_run_id']}; manifest in {output}")
 
 
 def _answer_line(answer: dict[str, Any], reply: dict[str, Any]) -> str:

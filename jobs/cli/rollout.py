@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +10,8 @@ import typer
 
 from cluster.configfile import load_config
 from cluster.errors import RelayError
-from jobs.cli.options import ConfigArg
+from jobs.cli.options import ConfigArg, JsonOption
+from jobs.cli.output import emit, fields
 from jobs.console import fail
 
 rollout_app = typer.Typer(
@@ -27,6 +28,7 @@ def rollout_start(
     config: ConfigArg,
     version: Annotated[int, typer.Option(help="Registered version to try as the challenger")],
     address: AddressOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Send serve.challenger_share of the requests to VERSION.
 
@@ -34,23 +36,27 @@ def rollout_start(
     """
     from jobs.deploy import rollout
 
-    _rollout(lambda cfg: rollout.start(cfg, version, address), config)
+    _rollout(lambda cfg: rollout.start(cfg, version, address), config, as_json, _moved)
 
 
 @rollout_app.command("promote")
-def rollout_promote(config: ConfigArg, address: AddressOption = None) -> None:
+def rollout_promote(
+    config: ConfigArg, address: AddressOption = None, as_json: JsonOption = False
+) -> None:
     """Make the challenger the champion (the old champion keeps the alias 'previous')."""
     from jobs.deploy import rollout
 
-    _rollout(lambda cfg: rollout.promote(cfg, address), config)
+    _rollout(lambda cfg: rollout.promote(cfg, address), config, as_json, _moved)
 
 
 @rollout_app.command("rollback")
-def rollout_rollback(config: ConfigArg, address: AddressOption = None) -> None:
+def rollout_rollback(
+    config: ConfigArg, address: AddressOption = None, as_json: JsonOption = False
+) -> None:
     """Send every request back to the champion."""
     from jobs.deploy import rollout
 
-    _rollout(lambda cfg: rollout.rollback(cfg, address), config)
+    _rollout(lambda cfg: rollout.rollback(cfg, address), config, as_json, _moved)
 
 
 @rollout_app.command("auto")
@@ -64,6 +70,7 @@ def rollout_auto(
             "(default monitor.since)"
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run relay monitor, then promote the challenger if it beats the champion on live
     feedback by serve.rollout.margin and passes every monitor check, roll it back if it fails
@@ -78,11 +85,48 @@ def rollout_auto(
         keys = ("run_id", "predictions_logged", "alerts", "rollout", "rollout_decision")
         return {"monitor_run_id" if k == "run_id" else k: summary[k] for k in keys}
 
-    _rollout(decided, config)
+    _rollout(decided, config, as_json, _decided)
 
 
-def _rollout(action: Any, config: Path) -> None:
+def _rollout(
+    action: Callable[[Any], dict[str, Any]],
+    config: Path,
+    as_json: bool,
+    human: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
     try:
-        print(json.dumps(action(load_config(config))))
+        result = action(load_config(config))
     except RelayError as exc:
         fail(exc)
+    emit(result, as_json, lambda: fields(human(result)))
+
+
+def _moved(done: dict[str, Any]) -> dict[str, Any]:
+    """What serves now, after a start, promote or rollback."""
+    challenger = done.get("challenger_version")
+    share = done.get("challenger_share")
+    return {
+        "action": done["action"],
+        "champion": f"version {done['model_version']}",
+        "challenger": (
+            f"version {challenger}" + (f" ({share:.0%} of requests)" if share else "")
+            if challenger
+            else None
+        ),
+        "rollout run": done["rollout_run_id"],
+    }
+
+
+def _decided(summary: dict[str, Any]) -> dict[str, Any]:
+    """The decision and why, the monitor run it judged, and what it moved."""
+    done = summary["rollout_decision"]
+    shown = {
+        "decision": f"{done['decision']} ({done['reason']})",
+        "monitor run": f"{summary['monitor_run_id']}: {summary['predictions_logged']} "
+        f"predictions, {len(summary['alerts'])} alerts",
+        "rollout run": done.get("run_id"),
+    }
+    if "action" in done:
+        moved = _moved(done["action"])
+        shown |= {"champion": moved["champion"], "challenger": moved["challenger"]}
+    return shown

@@ -9,7 +9,8 @@ import typer
 from cluster.config import Stage
 from cluster.configfile import load_config
 from cluster.errors import RelayError
-from jobs.cli.options import ConfigArg, SetOption, StageOption
+from jobs.cli.options import ConfigArg, JsonOption, SetOption, StageOption
+from jobs.cli.output import emit
 from jobs.console import fail, out
 
 
@@ -26,9 +27,7 @@ def run(
             "--serve", help="Keep the endpoint up after the run (embedded Ray: until Ctrl-C)"
         ),
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object on the last line")
-    ] = False,
+    as_json: JsonOption = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks")] = False,
     set_: SetOption = None,
     resume: Annotated[
@@ -66,7 +65,7 @@ def run(
     )
 
 
-def validate(config: ConfigArg) -> None:
+def validate(config: ConfigArg, as_json: JsonOption = False) -> None:
     """Check a config without running anything: its fields, and that each local data path
     names data files (an object-store URI is listed as not checked: that needs the network).
 
@@ -83,11 +82,17 @@ def validate(config: ConfigArg) -> None:
         counts = offline_counts(source) if isinstance(source, FileSource) else {}
     except RelayError as exc:
         fail(exc)
-    out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {cfg.digest()[:12]})")
-    for entry, count in counts.items():
-        found = (
-            "not checked offline (remote)"
-            if count is None
-            else f"{count} data file{'s' * (count != 1)}"
-        )
-        out.print(f"  data.source.path {entry}: {found}", highlight=False)
+    digest = cfg.digest()
+    checked = {"config": str(config), "valid": True, "pipeline": cfg.name, "config_digest": digest}
+
+    def human() -> None:
+        out.print(f"{config}: valid (pipeline '{cfg.name}', config digest {digest[:12]})")
+        for entry, count in counts.items():
+            found = (
+                "not checked offline (remote)"
+                if count is None
+                else f"{count} data file{'s' * (count != 1)}"
+            )
+            out.print(f"  data.source.path {entry}: {found}", highlight=False)
+
+    emit(checked | {"data_files": counts}, as_json, human)

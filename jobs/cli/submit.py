@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +14,8 @@ from cluster.config import Stage
 from cluster.configfile import parse_overrides
 from cluster.errors import ConfigError, RelayError
 from jobs.cli.cluster import StateOption
-from jobs.cli.options import SetOption, StageOption
+from jobs.cli.options import JsonOption, SetOption, StageOption
+from jobs.cli.output import emit, fields
 from jobs.console import err, fail, out
 
 jobs_app = typer.Typer(help="Jobs on a Ray cluster, through the Jobs API.", no_args_is_help=True)
@@ -45,6 +46,7 @@ def submit(
         bool, typer.Option("--no-follow", help="Return the job id without waiting")
     ] = False,
     state_dir: StateOption = ".relay",
+    as_json: JsonOption = False,
 ) -> None:
     """Run the pipeline as a Ray job: upload the project, follow the logs, exit with its status.
 
@@ -87,16 +89,19 @@ def submit(
         )
         err.print(f"submitted {job_id} to {target.url}", highlight=False)
         if no_follow:
-            print(json.dumps({"submission_id": job_id, "status": "PENDING"}))
+            pending = {"submission_id": job_id, "status": "PENDING"}
+            emit(pending, as_json, lambda: fields(pending))
             return
+        logs = _Logs()
         with err.status("starting") as line:
             result = jobs.follow(
                 target,
                 job_id,
-                on_logs=_write,
+                on_logs=logs.write,
                 on_status=lambda s, t: line.update(f"job {job_id}: {s} ({t:.0f} s)"),
             )
-        print(json.dumps(result))
+        logs.end_line()
+        emit(result, as_json, lambda: fields(_job(result)))
         jobs.check_finished(result)
     except RelayError as exc:
         fail(exc)
@@ -107,20 +112,19 @@ def jobs_list(
     address: AddressOption = None,
     token_file: TokenOption = None,
     state_dir: StateOption = ".relay",
-    as_json: Annotated[
-        bool, typer.Option("--json", help='One JSON object on the last line: {"jobs": [...]}')
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Jobs on the cluster, newest first."""
+    """Jobs on the cluster, newest first (--json: {"jobs": [...]})."""
     from cluster.compute import submit as jobs
 
     rows = _call(address, token_file, state_dir, lambda c: c.list_jobs())
     infos = sorted((jobs.describe(i) for i in rows), key=lambda r: -(r["start_time"] or 0))
-    if as_json:
-        print(json.dumps({"jobs": infos}))
-        return
-    for info in infos:
-        out.print(f"{info['submission_id']}  {info['status']:<9}  {info['entrypoint']}")
+
+    def rows() -> None:
+        for info in infos:
+            out.print(f"{info['submission_id']}  {info['status']:<9}  {info['entrypoint']}")
+
+    emit({"jobs": infos}, as_json, rows)
 
 
 @jobs_app.command("logs")
@@ -132,20 +136,25 @@ def jobs_logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream the logs until the job ends")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The job's driver output so far; with --follow, streamed until the job ends (its final
-    status then goes to stderr)."""
+    status then goes to stderr; with --json, its status record follows on the last line)."""
     if not follow:
-        sys.stdout.write(_call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id)))
+        logs = _call(address, token_file, state_dir, lambda c: c.get_job_logs(job_id))
+        emit({"submission_id": job_id, "logs": logs}, as_json, lambda: _Logs().write(logs))
         return
     from cluster.compute import submit as jobs
 
     try:
         target = jobs.Target.resolve(address, state_dir, token_file)
-        result = jobs.follow(target, job_id, on_logs=_write, on_status=lambda s, t: None)
+        streamed = _Logs()
+        result = jobs.follow(target, job_id, on_logs=streamed.write, on_status=lambda s, t: None)
     except RelayError as exc:
         fail(exc)
+    streamed.end_line()
     err.print(f"job {job_id} {result['status']}", highlight=False)
+    emit(result, as_json, lambda: None)
 
 
 @jobs_app.command("status")
@@ -154,17 +163,44 @@ def jobs_status(
     address: AddressOption = None,
     token_file: TokenOption = None,
     state_dir: StateOption = ".relay",
+    as_json: JsonOption = False,
 ) -> None:
-    """The job's status, entrypoint, message, driver exit code and times, as one JSON object."""
+    """The job's status, entrypoint, message, driver exit code and times."""
     from cluster.compute import submit as jobs
 
-    info = _call(address, token_file, state_dir, lambda c: c.get_job_info(job_id))
-    print(json.dumps(jobs.describe(info)))
+    info = jobs.describe(_call(address, token_file, state_dir, lambda c: c.get_job_info(job_id)))
+    emit(info, as_json, lambda: fields(_job(info)))
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+def _job(info: dict[str, Any]) -> dict[str, Any]:
+    """A job record for a person: Ray's millisecond epoch times as local date and time."""
+    shown = {k.replace("_", " "): v for k, v in info.items() if not k.endswith("_time")}
+    for key in ("start_time", "end_time"):
+        stamp = info.get(key)
+        shown[key.removesuffix("_time")] = (
+            datetime.fromtimestamp(stamp / 1000).isoformat(sep=" ", timespec="seconds")
+            if stamp
+            else None
+        )
+    return shown
+
+
+class _Logs:
+    """A job's streamed output on stdout, ended with a newline before what follows it, so a
+    summary (the --json line) is a line of its own even when the job's last print was not."""
+
+    def __init__(self) -> None:
+        self.ended = True
+
+    def write(self, text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self.ended = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.ended:
+            self.write("\n")
 
 
 @jobs_app.command("stop")
@@ -173,10 +209,16 @@ def jobs_stop(
     address: AddressOption = None,
     token_file: TokenOption = None,
     state_dir: StateOption = ".relay",
+    as_json: JsonOption = False,
 ) -> None:
     """Ask the cluster to stop the job (SIGTERM, then SIGKILL after Ray's grace period)."""
-    stopped = _call(address, token_file, state_dir, lambda c: c.stop_job(job_id))
-    print(json.dumps({"submission_id": job_id, "stop_requested": bool(stopped)}))
+    stopped = bool(_call(address, token_file, state_dir, lambda c: c.stop_job(job_id)))
+    text = f"{job_id}: " + ("stop requested" if stopped else "not running, nothing to stop")
+    emit(
+        {"submission_id": job_id, "stop_requested": stopped},
+        as_json,
+        lambda: out.print(text, highlight=False),
+    )
 
 
 def _call(address: str | None, token_file: Path | None, state_dir: str, action: Any) -> Any:

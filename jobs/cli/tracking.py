@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cluster.errors import RelayError
-from jobs.console import err, fail
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit, fields
+from jobs.console import err, fail, out
 
 tracking_app = typer.Typer(
     help="An MLflow tracking server on loopback, for jobs on a Ray cluster.", no_args_is_help=True
@@ -30,6 +31,7 @@ def tracking_up(
             help="Require a user and password (an admin one is generated; others get nothing)",
         ),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Start it (one worker, lean) and print its URI: use it as tracking.uri.
 
@@ -44,13 +46,13 @@ def tracking_up(
         )
     except RelayError as exc:
         fail(exc)
-    print(json.dumps(record))
+    emit(record, as_json, lambda: fields(_server(record)))
     if record.get("credentials"):
         err.print(f"clients: export {CREDENTIALS_ENV}={record['credentials']}", highlight=False)
 
 
 @tracking_app.command("down")
-def tracking_down(state_dir: StateOption = ".relay") -> None:
+def tracking_down(state_dir: StateOption = ".relay", as_json: JsonOption = False) -> None:
     """Stop the server `relay tracking up` started (by its recorded PID); with none recorded,
     nothing to do (exit 0)."""
     from cluster.tracking import server as trackingserver
@@ -58,12 +60,23 @@ def tracking_down(state_dir: StateOption = ".relay") -> None:
     if not (trackingserver.folder(state_dir) / trackingserver.RECORD).exists():
         err.print(f"no tracking server recorded under {trackingserver.folder(state_dir)}: "
                   "nothing to stop")  # fmt: skip
-        print(json.dumps({"stopped": None}))
+        emit({"stopped": None}, as_json, lambda: None)
         return
     try:
-        print(json.dumps(trackingserver.down(state_dir)))
+        record = trackingserver.down(state_dir)
     except RelayError as exc:
         fail(exc)
+    text = f"stopped the tracking server at {record['uri']} (pid {record['pid']})"
+    emit(record, as_json, lambda: out.print(text, highlight=False))
+
+
+def _server(record: dict[str, Any]) -> dict[str, Any]:
+    """The URI first: it is what a config's tracking.uri takes."""
+    keys = {"tracking uri": "uri", "pid": "pid", "auth": "auth", "log": "log"}
+    shown = {label: record.get(key, "none") for label, key in keys.items()}
+    if record.get("credentials"):
+        shown["credentials"] = record["credentials"]
+    return shown
 
 
 @tracking_app.command("sync")
@@ -78,6 +91,7 @@ def tracking_sync(
     retry_seconds: Annotated[
         float, typer.Option(help="How long to wait for a server that does not answer")
     ] = 30.0,
+    as_json: JsonOption = False,
 ) -> None:
     """Upload what a run spooled while the tracking server was down, then delete the spool.
 
@@ -90,4 +104,8 @@ def tracking_sync(
         result = spool.sync(spool.spool_root(state_dir), tracking_uri, retry_seconds)
     except RelayError as exc:
         fail(exc)
-    print(json.dumps(result))
+    text = (
+        f"replayed {result['records']} records from {result['journals']} journals "
+        f"in {result['seconds']} s"
+    )
+    emit(result, as_json, lambda: out.print(text, highlight=False))

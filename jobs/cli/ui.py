@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +12,8 @@ import typer
 from cluster.configfile import load_config
 from cluster.errors import ClusterUnreachableError, RelayError
 from jobs.cli.lineage import TrackingOption
+from jobs.cli.options import JsonOption
+from jobs.cli.output import emit
 from jobs.client import Relay
 from jobs.console import err, fail, out
 
@@ -23,9 +24,7 @@ def ui(
     ] = None,
     tracking_uri: TrackingOption = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; default a free one")] = 0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the URL and links as one JSON object")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Open the MLflow UI on this project's store, with links that open the right views.
 
@@ -96,9 +95,9 @@ def links(client: Any, base: str, experiment: str | None) -> dict[str, str]:
 
 
 def _show(base: str, found: dict[str, str], pid: int | None, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"url": base, "links": found, "pid": pid}), flush=True)
-        return
-    out.print(f"MLflow UI at {base}" + ("  (Ctrl-C stops it)" if pid else ""))
-    for name, link in found.items():
-        out.print(f"  {name.replace('_', ' '):<14} {link}")
+    def human() -> None:
+        out.print(f"MLflow UI at {base}" + ("  (Ctrl-C stops it)" if pid else ""))
+        for name, link in found.items():
+            out.print(f"  {name.replace('_', ' '):<14} {link}")
+
+    emit({"url": base, "links": found, "pid": pid}, as_json, human)

@@ -32,6 +32,7 @@ from typing import Any
 from cluster.config import RelayConfig, Role, SyntheticSource
 from cluster.errors import ConfigError, DataQualityError
 from cluster.tracking.tracker import NOTE_TAG
+from jobs import bars
 from jobs.artifacts import META, PROFILE, Dataset
 from jobs.data.sources import RawFile, check_columns, resolve_files
 from jobs.etl import buildkey, dedupe, featurestats, splits, synthetic
@@ -133,13 +134,12 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
         bounds = splits.time_boundaries(files, cfg, tmp / "_times")
         # SPREAD: one file per node first, so a multi-node cluster shares the work.
         task = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(process_file)
+        refs = [
+            task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i], bounds)
+            for i, f in enumerate(files)
+        ]
         try:
-            parts: list[FilePart] = ray.get(
-                [
-                    task.remote(f, i, str(tmp), cfg, pii_key, duplicates[i], undeclared[i], bounds)
-                    for i, f in enumerate(files)
-                ]
-            )
+            parts: list[FilePart] = _gathered(refs, "etl: files read and validated")
         except DataQualityError as exc:  # a file refused whole: its message, not Ray's traceback
             raise DataQualityError(str(getattr(exc, "cause", exc))) from None
     try:
@@ -160,6 +160,22 @@ def build(cfg: RelayConfig, reuse: bool = True) -> Dataset:
     dataset = Dataset.open(final)
     dataset.node_ids = sorted({p.node_id for p in parts})
     return dataset
+
+
+def _gathered(refs: list[Any], label: str) -> list[Any]:
+    """`ray.get(refs)`, counting each task as it finishes on a bar when one is drawn (the
+    first failure raises at once, as `ray.get` would)."""
+    import ray
+
+    if not bars.drawn():
+        return ray.get(refs)
+    with bars.counting(label, len(refs)) as advance:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done)
+            advance(len(done))
+    return ray.get(refs)
 
 
 @contextmanager

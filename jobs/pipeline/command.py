@@ -18,6 +18,7 @@ from rich.text import Text
 from cluster.configfile import load_config, parse_overrides
 from cluster.errors import ConfigError, GateFailedError, RelayError, TrackingSpooledError
 from cluster.tracking.links import ui_links
+from jobs import bars
 from jobs.console import err, labelled, out
 from jobs.gates import report
 from jobs.pipeline import runner
@@ -52,7 +53,7 @@ def run_command(
         cfg = load_config(config, parse_overrides(overrides or []))
         # Printed after teardown (Ray's forwarded logs must not follow the JSON line),
         # or before blocking when the endpoint stays up.
-        live = not (as_json or ci or keep_serving) and err.is_terminal
+        live = bars.live(as_json) and not (ci or keep_serving)
         with stage_lines(live) as on_stage:
             summary = runner.run(
                 cfg,
@@ -94,18 +95,20 @@ def run_command(
 @contextmanager
 def stage_lines(live: bool) -> Iterator[Callable[[str], None]]:
     """Each stage as it starts, on stderr; at a terminal (and without --json) also a live line
-    under them: the stage, and during the search its trials, best metric and time left."""
+    under them: the stage, during the search its trials, best metric and time left, and the
+    bars the stages count their work on (ETL's files) beneath it."""
 
     def printed(stage: str) -> None:
         err.print(Text(f"relay ▸ {stage}", style="dim"))
 
-    if not live:
-        yield printed
-        return
-    with err.status("relay ▸ starting") as status:
+    with bars.drawing(live) as board:
+        if board is None:
+            yield printed
+            return
+        line = bars.status(board, "relay ▸ starting")
 
         def shown(text: str) -> None:
-            status.update(f"relay ▸ {text}")
+            line(f"relay ▸ {text}")
 
         def both(stage: str) -> None:
             printed(stage)

@@ -23,6 +23,7 @@ from cluster.errors import DataQualityError
 from cluster.tracking.registry import ModelRef, load_verified, resolve
 from cluster.tracking.tracker import Tracker
 from cluster.writable import ensure_writable
+from jobs import bars
 from jobs.data.rows import REASONS_COLUMN, ROW_COLUMN, check_rows
 from jobs.data.sources import RawFile, raw_sha256, resolve_files
 from serving.model import Predictor
@@ -30,6 +31,7 @@ from serving.model import Predictor
 STATUS = "relay_status"
 REASONS = "relay_reasons"
 MANIFEST = "manifest.json"
+EVERY_SECONDS = 0.2  # how often the bar reads the tally
 
 
 class Scorer:
@@ -68,15 +70,65 @@ _scorers: dict[str, Scorer] = {}
 
 
 def score_batch(
-    table: pa.Table, spec: dict[str, Any], weights: dict[str, bytes], ref: ModelRef
+    table: pa.Table,
+    spec: dict[str, Any],
+    weights: dict[str, bytes],
+    ref: ModelRef,
+    tally: Any = None,
 ) -> pa.Table:
     """The map_batches function. Tasks, not an actor pool: a task fuses with the read, so it
     runs on a single free CPU (an actor would hold it while the reads wait for another);
-    the Scorer is cached per worker process."""
+    the Scorer is cached per worker process. `tally` (a `Tally` actor, when a bar is drawn)
+    counts the records scored."""
     if ref.sha256 not in _scorers:
         _scorers.clear()
         _scorers[ref.sha256] = Scorer(spec, weights, ref.version)
-    return _scorers[ref.sha256](table)
+    scored = _scorers[ref.sha256](table)
+    if tally is not None:
+        tally.add.remote(table.num_rows)  # not waited on: the bar may lag, the work does not
+    return scored
+
+
+class Tally:
+    """Records scored so far, added by the scoring tasks, read by the driver's bar."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+
+    def read(self) -> int:
+        return self.rows
+
+
+def _write(scored: Any, path: str, tally: Any) -> None:
+    """`scored.write_parquet(path)` in this thread (signals and errors as ever); with a tally,
+    a thread beside it moves the bar as the records are scored."""
+    import threading
+
+    import ray
+
+    if tally is None:
+        scored.write_parquet(path)
+        return
+    stop = threading.Event()
+    with bars.counting("predict: records scored", None) as advance:
+
+        def follow() -> None:
+            seen = 0
+            while not stop.wait(EVERY_SECONDS):
+                now = ray.get(tally.read.remote())
+                advance(now - seen)
+                seen = now
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        try:
+            scored.write_parquet(path)
+        finally:
+            stop.set()
+            watcher.join()
 
 
 def _spread(values: np.ndarray, ok: np.ndarray) -> pa.Array:
@@ -94,6 +146,7 @@ def batch(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Score `inputs` (files, folders, globs, URIs) into Parquet under `output`."""
+    import ray
 
     files = resolve_files(FileSource(kind="files", path=inputs))
     manifest = [{"uri": f.uri, "size": f.size, "sha256": raw_sha256(f)} for f in files]
@@ -112,12 +165,13 @@ def batch(
         tracker.run("predict", stage="predict", tags=tags) as run_id,
     ):
         dataset = _read(files, [c["name"] for c in spec["input_schema"]])
+        tally = ray.remote(num_cpus=0)(Tally).remote() if bars.drawn() else None
         scored = dataset.map_batches(
             score_batch,
-            fn_kwargs={"spec": spec, "weights": weights, "ref": ref},
+            fn_kwargs={"spec": spec, "weights": weights, "ref": ref, "tally": tally},
             batch_format="pyarrow",
         )
-        scored.write_parquet(str(output / "predictions"))
+        _write(scored, str(output / "predictions"), tally)
         status = pq.read_table(output / "predictions", columns=[STATUS]).column(STATUS)
         counts = {
             "rows_scored": int(np.sum(status.to_numpy(zero_copy_only=False) == "scored")),

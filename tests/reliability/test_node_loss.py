@@ -121,7 +121,7 @@ def submit(cluster: dict[str, Any], until: str, overrides: list[str]) -> str:
     args += ["--state-dir", cluster["state"], "--project", str(ROOT)]
     for override in overrides:
         args += ["--set", override]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output[-3000:]
     return json_output(result, last_line=True)["submission_id"]
 

@@ -212,7 +212,7 @@ def test_server_that_never_comes_back_fails_the_run_clearly_and_sync_uploads_it(
     assert "pipeline_run_id" not in stdout  # no summary: the run did not finish
 
     trackingserver.up(state, port)
-    synced = CliRunner().invoke(app, ["tracking", "sync", "--state-dir", str(state_dir)])
+    synced = CliRunner().invoke(app, ["tracking", "sync", "--state-dir", str(state_dir), "--json"])
     assert synced.exit_code == 0, synced.output
     assert json_output(synced)["records"] == len(records)
     assert not root.exists()

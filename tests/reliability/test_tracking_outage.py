@@ -111,7 +111,7 @@ def test_server_that_stays_down_spools_then_sync_uploads_everything(server, tmp_
     trackingserver.up(state, port)
     back = time.monotonic()
     synced = CliRunner().invoke(
-        app, ["tracking", "sync", "--state-dir", str(state_dir), "--tracking-uri", uri]
+        app, ["tracking", "sync", "--state-dir", str(state_dir), "--tracking-uri", uri, "--json"]
     )
     recovery = time.monotonic() - back
     assert synced.exit_code == 0, synced.output

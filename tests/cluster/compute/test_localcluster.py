@@ -33,7 +33,7 @@ from cluster.tracking.tracker import CREDENTIALS_ENV, Tracker, use_credentials_f
 from jobs.cli.app import app
 from jobs.etl.stage import build
 from jobs.pipeline import lineage
-from tests.cli_output import json_output
+from tests.cli_output import assert_human, json_object, own_stdout
 from tests.conftest import CI_CONFIG, ROOT, free_port
 
 
@@ -164,9 +164,15 @@ def group(pgid: int) -> list[int]:
 
 
 def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
-    result = CliRunner().invoke(app, ["cluster", "status", "--state-dir", cluster["state"]])
+    state = ["--state-dir", cluster["state"]]
+    human = CliRunner().invoke(app, ["cluster", "status", *state])
+    assert human.exit_code == 0, human.output
+    assert_human(human)
+    assert "alive:     2 nodes (1 head, 1 worker)" in human.stdout
+    assert f"dashboard: {cluster['record']['dashboard_url']}" in human.stdout
+    result = CliRunner().invoke(app, ["cluster", "status", *state, "--json"])
     assert result.exit_code == 0, result.output
-    status = json_output(result)
+    status = json_object(result)
     assert len(status["alive_nodes"]) == 2
     assert sorted(n["is_head"] for n in status["alive_nodes"]) == [False, True]
     assert status["resources"]["CPU"] == 2.0  # not the machine's cores: what we declared
@@ -182,6 +188,20 @@ def test_cluster_status_shows_both_nodes_with_explicit_resources(cluster):
         stats.add(environ["RAY_SERVE_HAPROXY_STATS_PORT"])  # one machine: a port per HAProxy
         assert ("RAY_SERVE_WORKER_PROXY_HTTP_PORT" in environ) == (node["name"] != "head")
     assert len(stats) == 2
+
+
+def test_cluster_up_on_a_running_cluster_reports_it(cluster):
+    """`up` again starts nothing: the running cluster's record, for a person or a script."""
+    state = ["--state-dir", cluster["state"]]
+    human = CliRunner().invoke(app, ["cluster", "up", *state])
+    assert human.exit_code == 0, human.output
+    assert_human(human)
+    assert f"address:   {cluster['record']['address']}" in human.stdout
+    again = CliRunner().invoke(app, ["cluster", "up", *state, "--json"])
+    assert again.exit_code == 0, again.output
+    record = json_object(again)
+    assert record["address"] == cluster["record"]["address"] and "alive_nodes" not in record
+    assert [n["pid"] for n in record["nodes"]] == [n["pid"] for n in cluster["record"]["nodes"]]
 
 
 def test_jobs_api_refuses_missing_and_wrong_tokens(cluster, tmp_path, monkeypatch):
@@ -223,17 +243,29 @@ def test_jobs_status_and_logs_follow_track_a_job_to_its_end(cluster):
         "tick 2",
     ]
     assert f"job {job} SUCCEEDED" in followed.output
-    status = CliRunner().invoke(app, ["jobs", "status", job, *state])
+    human = CliRunner().invoke(app, ["jobs", "status", job, *state])
+    assert human.exit_code == 0, human.output
+    assert_human(human)
+    assert "status:           SUCCEEDED" in human.stdout
+    assert "driver exit code: 0" in human.stdout
+    status = CliRunner().invoke(app, ["jobs", "status", job, *state, "--json"])
     assert status.exit_code == 0, status.output
-    info = json_output(status)
+    info = json_object(status)
     assert (info["submission_id"], info["status"], info["driver_exit_code"]) == (
         job,
         "SUCCEEDED",
         0,
     )
     assert info["end_time"] >= info["start_time"] > 0
-    listed = json_output(CliRunner().invoke(app, ["jobs", "list", "--json", *state]))
+    listed = json_object(CliRunner().invoke(app, ["jobs", "list", "--json", *state]))
     assert info in listed["jobs"]  # the same typed record, newest first
+    logs = json_object(CliRunner().invoke(app, ["jobs", "logs", job, *state, "--json"]))
+    assert logs["submission_id"] == job and "tick 2" in logs["logs"]
+    stopped = CliRunner().invoke(app, ["jobs", "stop", job, *state])
+    assert stopped.exit_code == 0, stopped.output
+    assert stopped.stdout.strip() == f"{job}: not running, nothing to stop"
+    again = json_object(CliRunner().invoke(app, ["jobs", "stop", job, *state, "--json"]))
+    assert again == {"submission_id": job, "stop_requested": False}  # it had ended
 
 
 @pytest.fixture(scope="module")
@@ -248,9 +280,9 @@ def submitted(cluster, checkout) -> dict[str, Any]:
     # re-used trial actors, ci.yaml's 1-second trials can all run on the first node's actor.
     for override in ("train.batch_size=16", "train.epochs=10", "tune.scheduler=fifo"):
         args += ["--set", override]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output[-3000:]
-    job = json_output(result, last_line=True)
+    job = json_object(result)  # after the job's streamed logs
     assert job["status"] == "SUCCEEDED" and job["driver_exit_code"] == 0
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("credit-ci")
@@ -294,7 +326,7 @@ def test_submitted_pipeline_spreads_over_nodes_and_logs_lineage_over_http(
         app, ["lineage", "credit-default-ci/1", "--tracking-uri", uri, "--json"]
     )
     assert walked.exit_code == 0, walked.output
-    chain = json_output(walked)
+    chain = json_object(walked)
     assert chain["pipeline"]["run_id"] == pipeline.info.run_id
     assert chain["pipeline"]["ray_submission_id"] == job["submission_id"]
     assert set(chain["etl"]["node_ids"]) == nodes
@@ -325,9 +357,9 @@ def test_a_run_submitted_from_a_clean_checkout_records_its_commit_and_reproduces
 
     monkeypatch.chdir(checkout)  # the code check compares with the checkout reproduce runs in
     run_id, uri = submitted["pipeline"].info.run_id, cluster["tracking"]
-    result = CliRunner().invoke(app, ["reproduce", run_id, "--tracking-uri", uri])
+    result = CliRunner().invoke(app, ["reproduce", run_id, "--tracking-uri", uri, "--json"])
     assert result.exit_code == 0, result.output[-3000:]
-    reproduced = json_output(result, last_line=True)
+    reproduced = json_object(result)
     assert reproduced["reproduced"] and reproduced["warnings"] == []
     assert reproduced["dataset_digest"] == tags["relay.dataset_digest"]
 
@@ -353,8 +385,14 @@ def test_a_gbdt_trial_trains_its_two_xgboost_workers_on_both_nodes(cluster, chec
         args += ["--set", override]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output[-3000:]
-    job = json_output(result, last_line=True)
-    assert job["status"] == "SUCCEEDED"
+    # The human form: after the job's own output (its --json line among it), the job's record
+    # as key: value lines, not JSON.
+    record = own_stdout(result).splitlines()[-7:]
+    assert [line.split(":")[0] for line in record] == [
+        "submission id", "status", "entrypoint", "message", "driver exit code", "start", "end",
+    ]  # fmt: skip
+    assert record[1].split() == ["status:", "SUCCEEDED"] and not record[-1].startswith("{")
+    job = {"submission_id": record[0].split()[-1], "status": "SUCCEEDED"}
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment = client.get_experiment_by_name("credit-ci")
     (pipeline,) = client.search_runs(
@@ -473,12 +511,12 @@ def test_cluster_down_leaves_no_process_behind(tmp_path):
         node_ids = [n["node_id"] for n in localcluster.alive_nodes(record)]
         haproxy = [pid for m in markers for pid in pids_mentioning(m) if is_haproxy(pid)]
         assert haproxy, "Serve's HAProxy should run under a node's temp dir"
-        result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", state])
+        result = CliRunner().invoke(app, ["cluster", "down", "--state-dir", state, "--json"])
     finally:
         if localcluster.recorded(state):
             localcluster.down(state)
     assert result.exit_code == 0, result.output
-    assert sorted(json_output(result)["stopped"]) == sorted(pids)
+    assert sorted(json_object(result)["stopped"]) == sorted(pids)
     assert not [p for p in pids + haproxy if alive(p)]
     assert not [pid for m in markers + node_ids for pid in pids_mentioning(m)]
     assert not any(Path(n["temp_dir"]).exists() for n in record["nodes"])

@@ -43,7 +43,7 @@ def test_pipeline_and_lineage_over_an_mlflow_server(ray_cluster, make_config, tm
             len(f["sha256"]) == 64 for f in chain["raw_files"]
         )
         listed = json.loads(CliRunner().invoke(app, ["runs", "--json", *uri]).output)
-        assert [r["run_id"] for r in listed] == [summary["pipeline_run_id"]]
+        assert [r["run_id"] for r in listed["runs"]] == [summary["pipeline_run_id"]]
     finally:
         serve.shutdown()  # the run deployed on the session's Ray: leave no Serve behind
         trackingserver.down(state)

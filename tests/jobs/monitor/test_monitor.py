@@ -439,7 +439,7 @@ def test_a_shadow_challenger_is_rolled_back_or_promoted_on_live_evidence(served,
             since = start.isoformat()
             if follows == "champion":
                 result = CliRunner().invoke(
-                    app, ["rollout", "auto", str(shadow_file), "--since", since]
+                    app, ["rollout", "auto", str(shadow_file), "--since", since, "--json"]
                 )
                 assert result.exit_code == 0, result.output
                 report = json_output(result, last_line=True)

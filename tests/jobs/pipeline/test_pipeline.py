@@ -31,8 +31,9 @@ from cluster.tracking.registry import aliased, load_verified, resolve
 from cluster.tracking.tracker import PARENT_TAG, STAGE_TAG
 from jobs.pipeline import runner
 from serving.model import Predictor
-from tests.cli_output import json_output, own_stdout
-from tests.conftest import ci_raw, free_port, load_table, merge, ours_titled, write_csv
+from tests.cli_output import assert_human, json_object, json_output, own_stdout
+from tests.conftest import ROOT, ci_raw, free_port, load_table, merge, ours_titled, write_csv
+from tests.terminal import on_terminal, plain
 
 
 @pytest.fixture(scope="module")
@@ -654,6 +655,49 @@ def test_batch_predict_scores_files_and_keeps_rejected_rows(run, tmp_path):
     assert tags["relay.input_digest"] == result["input_digest"]
 
 
+def test_relay_predict_draws_its_bar_only_at_a_terminal_and_never_under_json(
+    run, ray_cluster, tmp_path
+):
+    """Batch `relay predict` on a real pseudo-terminal (a process of its own, a driver on the
+    session's Ray): a bar counts the records scored and vanishes before the summary; with
+    --json, or not at a terminal, nothing is drawn."""
+    import sys
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from jobs.cli.app import app
+
+    test = pq.read_table(Path(run["summary"]["dataset_path"]) / "test").drop_columns(["defaulted"])
+    write_csv(tmp_path / "new.csv", test.slice(0, 40).to_pylist())
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(run["cfg"].model_dump(mode="json")))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def predict(folder: str, *extra: str) -> list[str]:
+        args = [str(config), "--input", str(tmp_path / "new.csv"), "--output", folder]
+        return ["predict", *args, "--address", ray_cluster.address, *extra]
+
+    def at_terminal(*args: str) -> str:
+        code, shown = on_terminal([sys.executable, "-m", "jobs.cli", *args], tmp_path, env)
+        assert code == 0, plain(shown)[-3000:]
+        return plain(shown)
+
+    drawn = at_terminal(*predict(str(tmp_path / "a")))
+    assert "predict: records scored" in drawn
+    assert "scored 40 rows, rejected 0" in drawn.split("predict: records scored")[-1]
+    quiet = at_terminal(*predict(str(tmp_path / "b"), "--json"))
+    assert "records scored" not in quiet
+    assert json.loads(quiet.strip().splitlines()[-1])["rows_scored"] == 40
+    piped = CliRunner().invoke(app, predict(str(tmp_path / "c")))
+    assert piped.exit_code == 0, piped.output
+    assert "records scored" not in piped.output and "\x1b[" not in piped.output
+    assert_human(piped)
+    machine = CliRunner().invoke(app, predict(str(tmp_path / "d"), "--json"))
+    assert json_object(machine)["rows_rejected"] == 0
+
+
 def test_client_and_cli_send_records_to_the_endpoint(run):
     from typer.testing import CliRunner
 
@@ -673,7 +717,7 @@ def test_client_and_cli_send_records_to_the_endpoint(run):
     cli = ["predict", "--endpoint", base, "--token-file", s["token_file"], "--record"]
     ok = CliRunner().invoke(app, [*cli, json.dumps([record, record]), "--json"])
     assert ok.exit_code == 0, ok.output
-    (first, _) = json_output(ok)["predictions"]
+    (first, _) = json_object(ok, text=("prediction",))["predictions"]  # a class label
     assert first["prediction"] == s["prediction"]["response"]["prediction"]
     shown = CliRunner().invoke(app, [*cli, json.dumps(record)])  # for a person: one line each
     assert shown.exit_code == 0, shown.output
@@ -724,7 +768,7 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     uri = ["--tracking-uri", s["tracking_uri"]]
     result = CliRunner().invoke(app, ["lineage", response["lineage_id"], "--json", *uri])
     assert result.exit_code == 0, result.output
-    chain = json_output(result)
+    chain = json_object(result)
     assert tuple(chain) == CHAIN_KEYS  # a stable shape for scripts
     assert chain["model"]["version"] == 1 and chain["model"]["sha256"] == s["model_sha256"]
     assert chain["dataset"]["digest"] == s["dataset_digest"]
@@ -748,8 +792,8 @@ def test_a_predictions_lineage_id_resolves_to_the_raw_file_hashes(run):
     no_run = CliRunner().invoke(app, ["lineage", "deadbeef", *uri])
     assert no_run.exit_code == 2 and "is not a run of a relay pipeline" in no_run.output
 
-    listed = json_output(CliRunner().invoke(app, ["runs", "--json", *uri]))
-    mine = next(r for r in listed if r["run_id"] == s["pipeline_run_id"])
+    listed = json_object(CliRunner().invoke(app, ["runs", "--json", *uri]))
+    mine = next(r for r in listed["runs"] if r["run_id"] == s["pipeline_run_id"])
     assert mine["status"] == "FINISHED" and mine["model_version"] == 1
     assert mine["dataset_digest"] == s["dataset_digest"] and "best_val_loss" in mine["best"]
     started = run["client"].get_run(s["pipeline_run_id"]).info.start_time
@@ -777,7 +821,7 @@ def test_the_python_api_reads_runs_and_lineage_as_the_cli_prints_them(run):
     assert set(ours.best) == {f"best_{k}" for k in s["best_val"] if k.startswith("val")}
     uri = ["--tracking-uri", s["tracking_uri"]]
     listed = json_output(CliRunner().invoke(app, ["runs", "--json", "--limit", "50", *uri]))
-    assert [r["run_id"] for r in listed] == [r.run_id for r in runs]
+    assert [r["run_id"] for r in listed["runs"]] == [r.run_id for r in runs]
     target = f"models:/{s['model_name']}@champion"
     printed = json_output(CliRunner().invoke(app, ["lineage", target, "--json", *uri]))
     assert relay.lineage(target) == printed and printed["model"]["version"] == 1
