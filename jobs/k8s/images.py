@@ -10,10 +10,7 @@ CONTAINER_LISTS = ("containers", "initContainers")
 
 def entry(name: str, reference: str) -> dict[str, str]:
     """The `images:` entry that turns the base's `name` into `reference` (a digest pins it)."""
-    image, _, digest = reference.partition("@")
-    repo, tag = image, ""
-    if ":" in image.rsplit("/", 1)[-1]:  # a registry's port is before the last "/"
-        repo, tag = image.rsplit(":", 1)
+    repo, tag, digest = _parts(reference)
     out = {"name": name, "newName": repo}
     if digest:
         out["digest"] = digest
@@ -47,11 +44,17 @@ def _containers(node: Any) -> list[dict[str, Any]]:
     return found
 
 
+def _parts(image: str) -> tuple[str, str, str]:
+    """An image reference's name, tag and digest ("" where absent)."""
+    image, _, digest = image.partition("@")
+    name, tag = image, ""
+    if ":" in image.rsplit("/", 1)[-1]:  # a registry's port is before the last "/"
+        name, tag = image.rsplit(":", 1)
+    return name, tag, digest
+
+
 def _name(image: str) -> str:
-    image = image.partition("@")[0]
-    if ":" in image.rsplit("/", 1)[-1]:
-        image = image.rsplit(":", 1)[0]
-    return image
+    return _parts(image)[0]
 
 
 def _retagged(image: str, found: dict[str, str]) -> str:
